@@ -1,0 +1,522 @@
+// bitsmith-cli: the headless face of Bitsmith. Every command is a thin layer over core calls,
+// the same ones the GUI makes. Errors print one line plus a HINT line and exit non-zero.
+#include "core/evaluate.h"
+#include "core/generate.h"
+#include "core/model.h"
+#include "core/npy.h"
+#include "core/threading.h"
+#include "core/transformer.h"
+
+#include <QCommandLineParser>
+#include <QCoreApplication>
+#include <QElapsedTimer>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+
+#include <cstdio>
+#include <iostream>
+
+using namespace bitsmith::core;
+
+namespace {
+
+constexpr int kExitUsage = 2;
+constexpr int kExitError = 1;
+
+int reportError(const Error &e)
+{
+    std::fprintf(stderr, "bitsmith-cli: error: %s\n", qPrintable(e.toString()));
+    if (!e.hint.isEmpty())
+        std::fprintf(stderr, "%s\n", qPrintable(e.hintLine()));
+    return e.code == ErrorCode::InvalidArgument ? kExitUsage : kExitError;
+}
+
+int usageError(const QString &message, const QString &hint)
+{
+    std::fprintf(stderr, "bitsmith-cli: error: %s\nHINT: %s\n", qPrintable(message), qPrintable(hint));
+    return kExitUsage;
+}
+
+void printJson(const QJsonObject &o)
+{
+    std::fputs(QJsonDocument(o).toJson(QJsonDocument::Indented).constData(), stdout);
+}
+
+// Progress lines on stderr: "eval: window 3/40" at most a few times a second.
+class StderrFeedback : public Feedback
+{
+public:
+    explicit StderrFeedback(QString prefix, bool quiet)
+        : m_prefix(std::move(prefix))
+        , m_quiet(quiet)
+    {}
+
+protected:
+    void onStatus(const QString &text) override
+    {
+        if (m_quiet || (m_timer.isValid() && m_timer.elapsed() < 500))
+            return;
+        m_timer.start();
+        std::fprintf(stderr, "%s: %s\n", qPrintable(m_prefix), qPrintable(text));
+    }
+
+private:
+    QString m_prefix;
+    bool m_quiet;
+    QElapsedTimer m_timer;
+};
+
+struct Common
+{
+    QCommandLineParser parser;
+    QCommandLineOption json{QStringLiteral("json"), QStringLiteral("Print one JSON object.")};
+    QCommandLineOption threads{QStringLiteral("threads"), QStringLiteral("Threads for OpenMP/oneDNN (default: BITSMITH_THREADS or all)."), QStringLiteral("N")};
+    QCommandLineOption backend{QStringLiteral("backend"), QStringLiteral("Linear kernels: onednn (default) or eigen."), QStringLiteral("NAME"), QStringLiteral("onednn")};
+    QCommandLineOption quiet{QStringLiteral("quiet"), QStringLiteral("No progress lines on stderr.")};
+
+    Common() { parser.addOptions({json, threads, backend, quiet}); parser.addHelpOption(); }
+};
+
+Expected<std::shared_ptr<Model>> loadModel(const QString &name, bool quiet)
+{
+    StderrFeedback fb(QStringLiteral("load"), quiet);
+    return Model::load(name, &fb);
+}
+
+Expected<LinearBackend> backendFrom(const QString &name)
+{
+    if (name == QLatin1String("onednn"))
+        return LinearBackend::OneDnn;
+    if (name == QLatin1String("eigen"))
+        return LinearBackend::Eigen;
+    return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("unknown backend '%1'").arg(name))
+                          .forParameter(QStringLiteral("backend"))
+                          .withHint(QStringLiteral("use --backend onednn or --backend eigen")));
+}
+
+Expected<std::shared_ptr<const Tokenizer>> requireTokenizer(const Model &m)
+{
+    if (!m.tokenizer())
+        return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("the model folder has no tokenizer.json"))
+                              .inFile(m.folder())
+                              .withHint(QStringLiteral("copy the checkpoint's tokenizer.json into the folder")));
+    return m.tokenizer();
+}
+
+// Parses argv after the subcommand; returns false (with the exit code set) on bad usage.
+bool parseArgs(Common &c, const QStringList &args, int positionals, const QString &usage, int &exitCode)
+{
+    if (!c.parser.parse(args)) {
+        exitCode = usageError(c.parser.errorText(), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+        return false;
+    }
+    if (c.parser.isSet(QStringLiteral("help"))) {
+        std::printf("usage: bitsmith-cli %s\n\n%s", qPrintable(usage), qPrintable(c.parser.helpText()));
+        exitCode = 0;
+        return false;
+    }
+    if (c.parser.positionalArguments().size() != positionals) {
+        exitCode = usageError(QStringLiteral("expected %1 positional argument(s), got %2")
+                                  .arg(positionals)
+                                  .arg(c.parser.positionalArguments().size()),
+                              QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+        return false;
+    }
+    if (c.parser.isSet(c.threads)) {
+        bool ok = false;
+        const int n = c.parser.value(c.threads).toInt(&ok);
+        if (!ok || n < 1) {
+            exitCode = usageError(QStringLiteral("--threads must be a positive integer"), QStringLiteral("e.g. --threads 1"));
+            return false;
+        }
+        setThreadCount(n);
+    }
+    return true;
+}
+
+bool intOption(const QCommandLineParser &p, const QCommandLineOption &o, int &out, int minimum, int &exitCode)
+{
+    if (!p.isSet(o))
+        return true;
+    bool ok = false;
+    out = p.value(o).toInt(&ok);
+    if (!ok || out < minimum) {
+        exitCode = usageError(QStringLiteral("--%1 must be an integer >= %2").arg(o.names().first()).arg(minimum),
+                              QStringLiteral("e.g. --%1 %2").arg(o.names().first()).arg(std::max(minimum, 1)));
+        return false;
+    }
+    return true;
+}
+
+QString shapeText(const std::vector<std::int64_t> &shape)
+{
+    QStringList s;
+    for (auto d : shape)
+        s << QString::number(d);
+    return s.join(QLatin1Char('x'));
+}
+
+int cmdInfo(const QStringList &args)
+{
+    Common c;
+    int code = 0;
+    const QString usage = QStringLiteral("info MODEL [--json]");
+    if (!parseArgs(c, args, 1, usage, code))
+        return code;
+    auto model = loadModel(c.parser.positionalArguments().first(), true);
+    if (!model)
+        return reportError(model.error());
+    const Model &m = **model;
+    const ModelConfig &cfg = m.config();
+    if (c.parser.isSet(c.json)) {
+        QJsonObject o;
+        o[QStringLiteral("folder")] = m.folder();
+        o[QStringLiteral("architecture")] = cfg.architectureName;
+        o[QStringLiteral("model_type")] = cfg.modelType;
+        o[QStringLiteral("layers")] = cfg.numLayers;
+        o[QStringLiteral("hidden_size")] = cfg.hiddenSize;
+        o[QStringLiteral("intermediate_size")] = cfg.intermediateSize;
+        o[QStringLiteral("num_attention_heads")] = cfg.numHeads;
+        o[QStringLiteral("num_key_value_heads")] = cfg.numKvHeads;
+        o[QStringLiteral("head_dim")] = cfg.headDim;
+        o[QStringLiteral("vocab_size")] = cfg.vocabSize;
+        o[QStringLiteral("max_position_embeddings")] = cfg.maxPositions;
+        o[QStringLiteral("rope_theta")] = cfg.ropeTheta;
+        o[QStringLiteral("tie_word_embeddings")] = cfg.tieWordEmbeddings;
+        o[QStringLiteral("parameters")] = static_cast<double>(m.totalParameters());
+        o[QStringLiteral("bytes")] = static_cast<double>(m.totalStoredBytes());
+        o[QStringLiteral("tokenizer")] = m.tokenizer() ? QJsonValue(static_cast<int>(m.tokenizer()->vocabSize())) : QJsonValue();
+        QJsonArray tensors;
+        for (const WeightInfo &w : m.weights()) {
+            QJsonArray shape;
+            for (auto d : w.shape)
+                shape.append(static_cast<double>(d));
+            tensors.append(QJsonObject{{QStringLiteral("name"), w.name},
+                                       {QStringLiteral("kind"), QString::fromLatin1(weightRoleName(w.role))},
+                                       {QStringLiteral("block"), w.block},
+                                       {QStringLiteral("shape"), shape},
+                                       {QStringLiteral("dtype"), QString::fromLatin1(dtypeName(w.storedType))},
+                                       {QStringLiteral("parameters"), static_cast<double>(w.parameters)},
+                                       {QStringLiteral("bytes"), static_cast<double>(w.storedBytes)}});
+        }
+        o[QStringLiteral("tensors")] = tensors;
+        printJson(o);
+        return 0;
+    }
+    std::printf("model         %s\n", qPrintable(m.folder()));
+    std::printf("architecture  %s (%d layers, hidden %d, MLP %d, heads %d/%d kv, head dim %d)\n",
+                qPrintable(cfg.architectureName), cfg.numLayers, cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads,
+                cfg.numKvHeads, cfg.headDim);
+    std::printf("vocabulary    %d   context %d   rope theta %g   tied embeddings %s\n", cfg.vocabSize,
+                cfg.maxPositions, cfg.ropeTheta, cfg.tieWordEmbeddings ? "yes" : "no");
+    std::printf("parameters    %lld   stored %.2f MiB\n\n", static_cast<long long>(m.totalParameters()),
+                static_cast<double>(m.totalStoredBytes()) / (1024.0 * 1024.0));
+    std::printf("%-52s %-12s %-12s %-5s %12s %12s\n", "tensor", "kind", "shape", "dtype", "parameters", "bytes");
+    for (const WeightInfo &w : m.weights())
+        std::printf("%-52s %-12s %-12s %-5s %12lld %12lld\n", qPrintable(w.name), weightRoleName(w.role),
+                    qPrintable(shapeText(w.shape)), dtypeName(w.storedType), static_cast<long long>(w.parameters),
+                    static_cast<long long>(w.storedBytes));
+    return 0;
+}
+
+int cmdEval(const QStringList &args)
+{
+    Common c;
+    QCommandLineOption text(QStringLiteral("text"), QStringLiteral("Evaluation text file (UTF-8)."), QStringLiteral("FILE"));
+    QCommandLineOption ctx(QStringLiteral("ctx"), QStringLiteral("Window length in tokens (default: the model's context)."), QStringLiteral("N"));
+    QCommandLineOption maxWindows(QStringLiteral("max-windows"), QStringLiteral("Evaluate at most K windows."), QStringLiteral("K"));
+    c.parser.addOptions({text, ctx, maxWindows});
+    int code = 0;
+    const QString usage = QStringLiteral("eval MODEL --text FILE [--ctx N] [--max-windows K] [--json]");
+    if (!parseArgs(c, args, 1, usage, code))
+        return code;
+    if (!c.parser.isSet(text))
+        return usageError(QStringLiteral("--text is required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+    EvalOptions opt;
+    if (!intOption(c.parser, ctx, opt.ctx, 2, code) || !intOption(c.parser, maxWindows, opt.maxWindows, 1, code))
+        return code;
+    auto backend = backendFrom(c.parser.value(c.backend));
+    if (!backend)
+        return reportError(backend.error());
+    const bool quiet = c.parser.isSet(c.quiet);
+    auto model = loadModel(c.parser.positionalArguments().first(), quiet);
+    if (!model)
+        return reportError(model.error());
+    auto tok = requireTokenizer(**model);
+    if (!tok)
+        return reportError(tok.error());
+    auto content = readTextFile(c.parser.value(text));
+    if (!content)
+        return reportError(content.error());
+    QElapsedTimer tokTimer;
+    tokTimer.start();
+    const std::vector<std::int32_t> ids = (*tok)->encode(*content, false);
+    const double tokSeconds = static_cast<double>(tokTimer.nsecsElapsed()) / 1e9;
+    Transformer tf(*model, *backend);
+    StderrFeedback fb(QStringLiteral("eval"), quiet);
+    auto r = evaluatePerplexity(tf, ids, opt, &fb);
+    if (!r)
+        return reportError(std::move(r.error()).inFile(c.parser.value(text)));
+    if (c.parser.isSet(c.json)) {
+        printJson(QJsonObject{{QStringLiteral("model"), (*model)->folder()},
+                              {QStringLiteral("text"), c.parser.value(text)},
+                              {QStringLiteral("perplexity"), r->perplexity},
+                              {QStringLiteral("mean_nll"), r->meanNll},
+                              {QStringLiteral("tokens"), static_cast<double>(r->textTokens)},
+                              {QStringLiteral("scored_tokens"), static_cast<double>(r->scoredTokens)},
+                              {QStringLiteral("windows"), static_cast<double>(r->windows)},
+                              {QStringLiteral("ctx"), r->ctx},
+                              {QStringLiteral("seconds"), r->seconds},
+                              {QStringLiteral("tokens_per_second"), r->tokensPerSecond},
+                              {QStringLiteral("tokenize_seconds"), tokSeconds},
+                              {QStringLiteral("threads"), threadCount()},
+                              {QStringLiteral("backend"), c.parser.value(c.backend)}});
+    } else {
+        std::printf("perplexity %.4f  (mean NLL %.5f; %lld windows of %d tokens, %lld scored of %lld text tokens; "
+                    "%.2f s, %.1f tokens/s)\n",
+                    r->perplexity, r->meanNll, static_cast<long long>(r->windows), r->ctx,
+                    static_cast<long long>(r->scoredTokens), static_cast<long long>(r->textTokens), r->seconds,
+                    r->tokensPerSecond);
+    }
+    return 0;
+}
+
+int cmdLogits(const QStringList &args)
+{
+    Common c;
+    QCommandLineOption text(QStringLiteral("text"), QStringLiteral("The input text."), QStringLiteral("STRING"));
+    QCommandLineOption out(QStringLiteral("out"), QStringLiteral("Output .npy file: float32 [tokens, vocab]."), QStringLiteral("FILE"));
+    c.parser.addOptions({text, out});
+    int code = 0;
+    const QString usage = QStringLiteral("logits MODEL --text STRING --out FILE.npy");
+    if (!parseArgs(c, args, 1, usage, code))
+        return code;
+    if (!c.parser.isSet(text) || !c.parser.isSet(out))
+        return usageError(QStringLiteral("--text and --out are required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+    auto backend = backendFrom(c.parser.value(c.backend));
+    if (!backend)
+        return reportError(backend.error());
+    auto model = loadModel(c.parser.positionalArguments().first(), true);
+    if (!model)
+        return reportError(model.error());
+    auto tok = requireTokenizer(**model);
+    if (!tok)
+        return reportError(tok.error());
+    const std::vector<std::int32_t> ids = (*tok)->encode(c.parser.value(text).toStdString(), false);
+    if (ids.empty())
+        return usageError(QStringLiteral("the text encodes to no tokens"), QStringLiteral("give a non-empty --text"));
+    Transformer tf(*model, *backend);
+    KVCache cache = tf.makeCache(static_cast<int>(ids.size()));
+    std::vector<float> logits;
+    if (auto ok = tf.forward(ids, cache, logits); !ok)
+        return reportError(ok.error());
+    if (auto ok = writeNpyF32(c.parser.value(out), logits, {static_cast<std::int64_t>(ids.size()), tf.vocabSize()}); !ok)
+        return reportError(ok.error());
+    if (c.parser.isSet(c.json)) {
+        QJsonArray idArray;
+        for (auto id : ids)
+            idArray.append(id);
+        printJson(QJsonObject{{QStringLiteral("out"), c.parser.value(out)},
+                              {QStringLiteral("tokens"), idArray},
+                              {QStringLiteral("vocab"), tf.vocabSize()}});
+    } else {
+        std::printf("wrote %s: float32 [%zu, %d]\n", qPrintable(c.parser.value(out)), ids.size(), tf.vocabSize());
+    }
+    return 0;
+}
+
+int cmdGenerate(const QStringList &args)
+{
+    Common c;
+    QCommandLineOption prompt(QStringLiteral("prompt"), QStringLiteral("The prompt text."), QStringLiteral("STRING"));
+    QCommandLineOption maxTokens(QStringLiteral("max-tokens"), QStringLiteral("New tokens to generate (default 64)."), QStringLiteral("N"));
+    QCommandLineOption temperature(QStringLiteral("temperature"), QStringLiteral("Sampling temperature; 0 = greedy (default 0.8)."), QStringLiteral("T"));
+    QCommandLineOption topK(QStringLiteral("top-k"), QStringLiteral("Sample from the K most likely tokens (default 40, 0 = all)."), QStringLiteral("K"));
+    QCommandLineOption topP(QStringLiteral("top-p"), QStringLiteral("Nucleus sampling threshold (default 0.95)."), QStringLiteral("P"));
+    QCommandLineOption seed(QStringLiteral("seed"), QStringLiteral("Random seed (default 0)."), QStringLiteral("S"));
+    c.parser.addOptions({prompt, maxTokens, temperature, topK, topP, seed});
+    int code = 0;
+    const QString usage = QStringLiteral("generate MODEL --prompt STRING [--max-tokens N] [--temperature T] [--seed S]");
+    if (!parseArgs(c, args, 1, usage, code))
+        return code;
+    if (!c.parser.isSet(prompt))
+        return usageError(QStringLiteral("--prompt is required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+    GenerateOptions opt;
+    if (!intOption(c.parser, maxTokens, opt.maxTokens, 0, code) || !intOption(c.parser, topK, opt.topK, 0, code))
+        return code;
+    bool ok = true;
+    if (c.parser.isSet(temperature))
+        opt.temperature = c.parser.value(temperature).toDouble(&ok);
+    if (!ok || opt.temperature < 0)
+        return usageError(QStringLiteral("--temperature must be a number >= 0"), QStringLiteral("e.g. --temperature 0.8, or 0 for greedy"));
+    if (c.parser.isSet(topP))
+        opt.topP = c.parser.value(topP).toDouble(&ok);
+    if (!ok || opt.topP <= 0 || opt.topP > 1)
+        return usageError(QStringLiteral("--top-p must be in (0, 1]"), QStringLiteral("e.g. --top-p 0.95"));
+    if (c.parser.isSet(seed))
+        opt.seed = c.parser.value(seed).toULongLong(&ok);
+    if (!ok)
+        return usageError(QStringLiteral("--seed must be a non-negative integer"), QStringLiteral("e.g. --seed 42"));
+    auto backend = backendFrom(c.parser.value(c.backend));
+    if (!backend)
+        return reportError(backend.error());
+    auto model = loadModel(c.parser.positionalArguments().first(), true);
+    if (!model)
+        return reportError(model.error());
+    auto tok = requireTokenizer(**model);
+    if (!tok)
+        return reportError(tok.error());
+    const std::string promptText = c.parser.value(prompt).toStdString();
+    const std::vector<std::int32_t> ids = (*tok)->encode(promptText, false);
+    Transformer tf(*model, *backend);
+    const bool json = c.parser.isSet(c.json);
+    if (!json) {
+        std::fputs(promptText.c_str(), stdout);
+        std::fflush(stdout);
+    }
+    // Stream text as it comes; decode the whole tail each time so multi-byte characters that
+    // span tokens print correctly.
+    std::vector<std::int32_t> produced;
+    std::size_t printed = 0;
+    QElapsedTimer timer;
+    timer.start();
+    auto out = generate(tf, ids, opt, [&](std::int32_t id) {
+        produced.push_back(id);
+        if (!json) {
+            const std::string text = (*tok)->decode(produced, true);
+            if (text.size() > printed && (text.back() & 0xC0) != 0x80 && static_cast<unsigned char>(text.back()) < 0xC0) {
+                std::fputs(text.c_str() + printed, stdout);
+                std::fflush(stdout);
+                printed = text.size();
+            }
+        }
+        return true;
+    });
+    if (!out)
+        return reportError(out.error());
+    const double seconds = static_cast<double>(timer.nsecsElapsed()) / 1e9;
+    const std::string text = (*tok)->decode(*out, true);
+    if (json) {
+        QJsonArray idArray;
+        for (auto id : *out)
+            idArray.append(id);
+        printJson(QJsonObject{{QStringLiteral("prompt"), c.parser.value(prompt)},
+                              {QStringLiteral("text"), QString::fromStdString(text)},
+                              {QStringLiteral("tokens"), idArray},
+                              {QStringLiteral("seconds"), seconds},
+                              {QStringLiteral("tokens_per_second"), seconds > 0 ? static_cast<double>(out->size()) / seconds : 0.0}});
+    } else {
+        if (text.size() > printed)
+            std::fputs(text.c_str() + printed, stdout);
+        std::printf("\n");
+        std::fprintf(stderr, "generate: %zu tokens in %.2f s (%.1f tokens/s)\n", out->size(), seconds,
+                     seconds > 0 ? static_cast<double>(out->size()) / seconds : 0.0);
+    }
+    return 0;
+}
+
+int cmdCompare(const QStringList &args)
+{
+    Common c;
+    QCommandLineOption text(QStringLiteral("text"), QStringLiteral("Evaluation text file (UTF-8)."), QStringLiteral("FILE"));
+    QCommandLineOption ctx(QStringLiteral("ctx"), QStringLiteral("Window length in tokens."), QStringLiteral("N"));
+    QCommandLineOption maxWindows(QStringLiteral("max-windows"), QStringLiteral("Evaluate at most K windows."), QStringLiteral("K"));
+    c.parser.addOptions({text, ctx, maxWindows});
+    int code = 0;
+    const QString usage = QStringLiteral("compare REFERENCE CANDIDATE --text FILE [--ctx N] [--max-windows K] [--json]");
+    if (!parseArgs(c, args, 2, usage, code))
+        return code;
+    if (!c.parser.isSet(text))
+        return usageError(QStringLiteral("--text is required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+    EvalOptions opt;
+    if (!intOption(c.parser, ctx, opt.ctx, 2, code) || !intOption(c.parser, maxWindows, opt.maxWindows, 1, code))
+        return code;
+    const bool quiet = c.parser.isSet(c.quiet);
+    auto a = loadModel(c.parser.positionalArguments()[0], quiet);
+    if (!a)
+        return reportError(a.error());
+    auto b = loadModel(c.parser.positionalArguments()[1], quiet);
+    if (!b)
+        return reportError(b.error());
+    auto tok = requireTokenizer(**a);
+    if (!tok)
+        return reportError(tok.error());
+    auto content = readTextFile(c.parser.value(text));
+    if (!content)
+        return reportError(content.error());
+    const std::vector<std::int32_t> ids = (*tok)->encode(*content, false);
+    Transformer ta(*a), tb(*b);
+    StderrFeedback fb(QStringLiteral("compare"), quiet);
+    auto r = compareModels(ta, tb, ids, opt, &fb);
+    if (!r)
+        return reportError(r.error());
+    if (c.parser.isSet(c.json)) {
+        printJson(QJsonObject{{QStringLiteral("kl"), r->meanKl},
+                              {QStringLiteral("top1_agreement"), r->top1Agreement},
+                              {QStringLiteral("reference_perplexity"), r->reference.perplexity},
+                              {QStringLiteral("candidate_perplexity"), r->candidate.perplexity},
+                              {QStringLiteral("scored_tokens"), static_cast<double>(r->reference.scoredTokens)},
+                              {QStringLiteral("windows"), static_cast<double>(r->reference.windows)},
+                              {QStringLiteral("ctx"), r->reference.ctx}});
+    } else {
+        std::printf("KL(reference || candidate) %.6f nats/token   top-1 agreement %.2f%%\n"
+                    "perplexity: reference %.4f  candidate %.4f  (%lld scored tokens)\n",
+                    r->meanKl, 100.0 * r->top1Agreement, r->reference.perplexity, r->candidate.perplexity,
+                    static_cast<long long>(r->reference.scoredTokens));
+    }
+    return 0;
+}
+
+void printUsage(FILE *to)
+{
+    std::fputs("usage: bitsmith-cli COMMAND [options]\n\n"
+               "commands:\n"
+               "  info MODEL [--json]                         architecture and every weight tensor\n"
+               "  eval MODEL --text FILE [--ctx N] [--max-windows K] [--json]\n"
+               "                                              perplexity (non-overlapping windows)\n"
+               "  compare REFERENCE CANDIDATE --text FILE     KL divergence and top-1 agreement\n"
+               "  logits MODEL --text STRING --out FILE.npy   float32 [tokens, vocab] logits\n"
+               "  generate MODEL --prompt STRING [--max-tokens N] [--temperature T] [--seed S]\n\n"
+               "MODEL is a Hugging Face model folder, or 'default' for the bundled model.\n"
+               "Common options: --threads N, --backend onednn|eigen, --quiet, --help.\n",
+               to);
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    prepareProcessEnvironment(argc, argv);
+    QCoreApplication app(argc, argv);
+    QCoreApplication::setApplicationName(QStringLiteral("bitsmith-cli"));
+    QCoreApplication::setApplicationVersion(QStringLiteral(BITSMITH_VERSION));
+    QStringList args = QCoreApplication::arguments();
+    if (args.size() < 2) {
+        printUsage(stderr);
+        return kExitUsage;
+    }
+    const QString command = args.at(1);
+    args.removeAt(1); // QCommandLineParser expects argv[0] first
+    if (command == QLatin1String("info"))
+        return cmdInfo(args);
+    if (command == QLatin1String("eval"))
+        return cmdEval(args);
+    if (command == QLatin1String("compare"))
+        return cmdCompare(args);
+    if (command == QLatin1String("logits"))
+        return cmdLogits(args);
+    if (command == QLatin1String("generate"))
+        return cmdGenerate(args);
+    if (command == QLatin1String("--help") || command == QLatin1String("-h") || command == QLatin1String("help")) {
+        printUsage(stdout);
+        return 0;
+    }
+    if (command == QLatin1String("--version")) {
+        std::printf("bitsmith-cli %s\n", BITSMITH_VERSION);
+        return 0;
+    }
+    std::fprintf(stderr, "bitsmith-cli: error: unknown command '%s'\n", qPrintable(command));
+    std::fprintf(stderr, "HINT: run 'bitsmith-cli --help' for the list of commands\n");
+    return kExitUsage;
+}

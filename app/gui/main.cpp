@@ -1,0 +1,156 @@
+// main.cpp: the `bitsmith` desktop application. Parses the command line, opens the main window on
+// a model folder (the bundled model by default), or with --screenshot renders the window
+// offscreen to a PNG and exits (for tests and the README).
+#include "core/threading.h"
+#include "ui/mainwindow.h"
+
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QDir>
+#include <QImage>
+#include <QPixmap>
+#include <QTimer>
+
+#include <cstdio>
+#include <cstring>
+
+namespace {
+
+// True when Qt has somewhere to draw: a display server, or a platform chosen explicitly.
+bool displayAvailable(int argc, char **argv)
+{
+    for (const char *var : {"DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"})
+        if (!qEnvironmentVariableIsEmpty(var))
+            return true;
+    for (int i = 1; i < argc; ++i)
+        if (std::strcmp(argv[i], "-platform") == 0 || std::strcmp(argv[i], "--platform") == 0)
+            return true;
+    return false;
+}
+
+bool wantsScreenshot(int argc, char **argv)
+{
+    for (int i = 1; i < argc; ++i)
+        if (std::strcmp(argv[i], "--screenshot") == 0
+            || std::strncmp(argv[i], "--screenshot=", 13) == 0)
+            return true;
+    return false;
+}
+
+void printError(const QString &message, const QString &hintLine = {})
+{
+    std::fprintf(stderr, "bitsmith: %s\n", qPrintable(message));
+    if (!hintLine.isEmpty())
+        std::fprintf(stderr, "%s\n", qPrintable(hintLine));
+}
+
+// Renders the loaded window to `path`. Returns the process exit code.
+int saveScreenshot(bitsmith::ui::MainWindow &window, const QString &path)
+{
+    // Let queued layout and QCustomPlot's queued replot run before grabbing.
+    for (int i = 0; i < 3; ++i)
+        QCoreApplication::processEvents();
+    const QImage image = window.grab().toImage();
+    // Quality 0 is zlib level 9 for PNG: the README image stays small, losslessly.
+    if (image.isNull() || !image.save(path, "PNG", 0)) {
+        printError(QStringLiteral("cannot write screenshot %1").arg(QDir::toNativeSeparators(path)),
+                   QStringLiteral("HINT: check that the folder exists and is writable"));
+        return 1;
+    }
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    bitsmith::core::prepareProcessEnvironment(argc, argv);
+
+    // The platform plugin is chosen when QApplication is constructed, so this must come first.
+    if (!displayAvailable(argc, argv)) {
+        if (wantsScreenshot(argc, argv)) {
+            qputenv("QT_QPA_PLATFORM", "offscreen");
+        } else {
+            printError(QStringLiteral("no display available (DISPLAY and WAYLAND_DISPLAY are unset)"),
+                       QStringLiteral("HINT: use bitsmith-cli on headless machines, run under "
+                                      "xvfb-run, or pass --screenshot FILE.png to render offscreen"));
+            return 1;
+        }
+    }
+
+    QApplication app(argc, argv);
+    QApplication::setApplicationName(QStringLiteral("Bitsmith"));
+    QApplication::setApplicationVersion(QStringLiteral(BITSMITH_VERSION));
+    QApplication::setOrganizationName(QStringLiteral("Bitsmith"));
+
+    QCommandLineParser parser;
+    parser.setApplicationDescription(
+        QStringLiteral("Bitsmith: a workbench for compressing neural networks."));
+    parser.addHelpOption();
+    parser.addVersionOption();
+    parser.addPositionalArgument(QStringLiteral("model"),
+                                 QStringLiteral("Hugging Face model folder (default: the bundled "
+                                                "model)."),
+                                 QStringLiteral("[MODEL_FOLDER]"));
+    const QCommandLineOption screenshotOption(
+        QStringLiteral("screenshot"),
+        QStringLiteral("Load the model, render the window offscreen to FILE.png and exit."),
+        QStringLiteral("FILE.png"));
+    const QCommandLineOption widthOption(QStringLiteral("width"),
+                                         QStringLiteral("Window width in pixels (default 1280)."),
+                                         QStringLiteral("W"), QStringLiteral("1280"));
+    const QCommandLineOption heightOption(QStringLiteral("height"),
+                                          QStringLiteral("Window height in pixels (default 800)."),
+                                          QStringLiteral("H"), QStringLiteral("800"));
+    parser.addOptions({screenshotOption, widthOption, heightOption});
+    parser.process(app); // --help, --version and unknown options exit here
+
+    const QStringList positional = parser.positionalArguments();
+    if (positional.size() > 1) {
+        printError(QStringLiteral("expected at most one model folder, got %1").arg(positional.size()),
+                   QStringLiteral("HINT: bitsmith [MODEL_FOLDER] [--screenshot FILE.png]"));
+        return 2;
+    }
+    bool widthOk = false, heightOk = false;
+    const int width = parser.value(widthOption).toInt(&widthOk);
+    const int height = parser.value(heightOption).toInt(&heightOk);
+    if (!widthOk || !heightOk || width < 320 || height < 240 || width > 8192 || height > 8192) {
+        printError(QStringLiteral("invalid window size %1 x %2")
+                       .arg(parser.value(widthOption), parser.value(heightOption)),
+                   QStringLiteral("HINT: --width and --height take pixels, e.g. --width 1280 "
+                                  "--height 800"));
+        return 2;
+    }
+    const QString model = positional.isEmpty() ? QStringLiteral("default") : positional.first();
+    const QString screenshotPath = parser.value(screenshotOption);
+
+    bitsmith::ui::MainWindow window;
+    window.resize(width, height);
+
+    if (parser.isSet(screenshotOption)) {
+        if (screenshotPath.isEmpty()) {
+            printError(QStringLiteral("--screenshot needs a file name"),
+                       QStringLiteral("HINT: --screenshot docs/screenshot.png"));
+            return 2;
+        }
+        // No dialogs in batch mode: a failed load is one line on stderr and a non-zero exit.
+        window.setErrorDialogsEnabled(false);
+        QObject::connect(&window, &bitsmith::ui::MainWindow::loadFinished, &app, [&](bool ok) {
+            if (!ok) {
+                const bitsmith::core::Error &e = *window.lastError();
+                printError(e.toString(), e.hintLine());
+                QCoreApplication::exit(1);
+                return;
+            }
+            window.show();
+            // One turn of the event loop so that the shown window is laid out and polished.
+            QTimer::singleShot(0, &app, [&] { QCoreApplication::exit(saveScreenshot(window, screenshotPath)); });
+        });
+        window.openModel(model);
+        return app.exec();
+    }
+
+    window.show();
+    window.openModel(model);
+    return app.exec();
+}

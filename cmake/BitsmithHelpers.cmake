@@ -1,0 +1,42 @@
+# Helper functions shared by every Bitsmith target: warnings, sanitizers, test registration.
+
+function(bitsmith_target_defaults target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-unused-parameter)
+  if(BITSMITH_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(BITSMITH_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer
+                                             -fno-sanitize-recover=undefined)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  endif()
+endfunction()
+
+# bitsmith_add_library(name SOURCES ... [LINK ...]) : a shared library with the project defaults.
+function(bitsmith_add_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LINK;PUBLIC_LINK" ${ARGN})
+  add_library(${name} SHARED ${ARG_SOURCES})
+  bitsmith_target_defaults(${name})
+  target_link_libraries(${name} PRIVATE ${ARG_LINK} PUBLIC ${ARG_PUBLIC_LINK})
+endfunction()
+
+# bitsmith_add_test(name SOURCES ... [LINK ...] [LABELS ...] [TIMEOUT s]) : a Qt Test executable run by CTest.
+function(bitsmith_add_test name)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;LINK;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  bitsmith_target_defaults(${name})
+  target_link_libraries(${name} PRIVATE Qt6::Test ${ARG_LINK})
+  target_compile_definitions(${name} PRIVATE
+    BITSMITH_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    BITSMITH_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data"
+    BITSMITH_SHARED_DATA_DIR="${PROJECT_SOURCE_DIR}/../shared/data")
+  add_test(NAME ${name} COMMAND ${name})
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 300)
+  endif()
+  set(_env "QT_QPA_PLATFORM=offscreen;OMP_WAIT_POLICY=PASSIVE;OMP_NUM_THREADS=1;BITSMITH_THREADS=1")
+  if(BITSMITH_SANITIZE)
+    list(APPEND _env "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1" "UBSAN_OPTIONS=print_stacktrace=1")
+  endif()
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT} ENVIRONMENT "${_env}" LABELS "${ARG_LABELS}")
+endfunction()

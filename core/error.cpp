@@ -1,0 +1,43 @@
+// error.cpp: formatting of Error for the CLI, the GUI and logs.
+#include "error.h"
+
+#include <QStringList>
+
+namespace bitsmith::core {
+
+QString Error::toString() const
+{
+    QStringList context;
+    if (!file.isEmpty())
+        context << QStringLiteral("file: %1").arg(file);
+    if (!tensor.isEmpty())
+        context << QStringLiteral("tensor: %1").arg(tensor);
+    if (!layer.isEmpty())
+        context << QStringLiteral("layer: %1").arg(layer);
+    if (!parameter.isEmpty())
+        context << QStringLiteral("parameter: %1").arg(parameter);
+    if (context.isEmpty())
+        return message;
+    return QStringLiteral("%1 [%2]").arg(message, context.join(QStringLiteral(", ")));
+}
+
+QString Error::hintLine() const
+{
+    return hint.isEmpty() ? QString() : QStringLiteral("HINT: %1").arg(hint);
+}
+
+const char *Error::codeName(ErrorCode code)
+{
+    switch (code) {
+    case ErrorCode::Io: return "io";
+    case ErrorCode::Format: return "format";
+    case ErrorCode::Unsupported: return "unsupported";
+    case ErrorCode::InvalidArgument: return "invalid-argument";
+    case ErrorCode::Mismatch: return "mismatch";
+    case ErrorCode::Cancelled: return "cancelled";
+    case ErrorCode::Internal: return "internal";
+    }
+    return "internal";
+}
+
+} // namespace bitsmith::core

@@ -1,0 +1,123 @@
+// linear.cpp: dense f32 linear kernels: oneDNN matmul (primitives cached per batch size m) and a
+// plain Eigen baseline used by benchmarks and as a cross-check in tests.
+#include "linear.h"
+
+#include <Eigen/Core>
+#include <dnnl.hpp>
+
+#include <map>
+#include <mutex>
+
+namespace bitsmith::core {
+
+namespace {
+
+dnnl::engine &cpuEngine()
+{
+    static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+    return engine;
+}
+
+class OneDnnLinear final : public LinearKernel
+{
+public:
+    OneDnnLinear(MatrixView w, MatrixView b)
+        : m_w(w)
+        , m_b(b)
+    {
+        using tag = dnnl::memory::format_tag;
+        using dt = dnnl::memory::data_type;
+        // The PyTorch [out, in] row-major weight is the [in, out] matrix in 'ba' layout.
+        m_weightsMd = dnnl::memory::desc({m_w.cols, m_w.rows}, dt::f32, tag::ba);
+        m_weights = dnnl::memory(m_weightsMd, cpuEngine(), const_cast<float *>(m_w.data));
+        if (!m_b.empty()) {
+            m_biasMd = dnnl::memory::desc({1, m_w.rows}, dt::f32, tag::ab);
+            m_bias = dnnl::memory(m_biasMd, cpuEngine(), const_cast<float *>(m_b.data));
+        }
+    }
+
+    void forward(const float *x, std::int64_t m, float *y) const override
+    {
+        const Prim &p = primitiveFor(m);
+        dnnl::memory src(p.srcMd, cpuEngine(), const_cast<float *>(x));
+        dnnl::memory dst(p.dstMd, cpuEngine(), y);
+        std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, m_weights}, {DNNL_ARG_DST, dst}};
+        if (!m_b.empty())
+            args.emplace(DNNL_ARG_BIAS, m_bias);
+        dnnl::stream stream(cpuEngine());
+        p.prim.execute(stream, args);
+        stream.wait();
+    }
+
+    std::int64_t inFeatures() const override { return m_w.cols; }
+    std::int64_t outFeatures() const override { return m_w.rows; }
+    QString description() const override { return QStringLiteral("onednn f32"); }
+
+private:
+    struct Prim
+    {
+        dnnl::memory::desc srcMd, dstMd;
+        dnnl::matmul prim;
+    };
+
+    const Prim &primitiveFor(std::int64_t m) const
+    {
+        std::lock_guard lock(m_mutex);
+        auto it = m_prims.find(m);
+        if (it != m_prims.end())
+            return it->second;
+        using tag = dnnl::memory::format_tag;
+        using dt = dnnl::memory::data_type;
+        Prim p;
+        p.srcMd = dnnl::memory::desc({m, m_w.cols}, dt::f32, tag::ab);
+        p.dstMd = dnnl::memory::desc({m, m_w.rows}, dt::f32, tag::ab);
+        auto desc = m_b.empty() ? dnnl::matmul::desc(p.srcMd, m_weightsMd, p.dstMd)
+                                : dnnl::matmul::desc(p.srcMd, m_weightsMd, m_biasMd, p.dstMd);
+        p.prim = dnnl::matmul(dnnl::matmul::primitive_desc(desc, cpuEngine()));
+        return m_prims.emplace(m, std::move(p)).first->second;
+    }
+
+    MatrixView m_w, m_b;
+    dnnl::memory::desc m_weightsMd, m_biasMd;
+    dnnl::memory m_weights, m_bias;
+    mutable std::mutex m_mutex;
+    mutable std::map<std::int64_t, Prim> m_prims;
+};
+
+class EigenLinear final : public LinearKernel
+{
+public:
+    EigenLinear(MatrixView w, MatrixView b)
+        : m_w(w)
+        , m_b(b)
+    {}
+
+    void forward(const float *x, std::int64_t m, float *y) const override
+    {
+        using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        Eigen::Map<const RowMat> X(x, m, m_w.cols);
+        Eigen::Map<const RowMat> W(m_w.data, m_w.rows, m_w.cols);
+        Eigen::Map<RowMat> Y(y, m, m_w.rows);
+        Y.noalias() = X * W.transpose();
+        if (!m_b.empty())
+            Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(m_b.data, m_w.rows);
+    }
+
+    std::int64_t inFeatures() const override { return m_w.cols; }
+    std::int64_t outFeatures() const override { return m_w.rows; }
+    QString description() const override { return QStringLiteral("eigen f32"); }
+
+private:
+    MatrixView m_w, m_b;
+};
+
+} // namespace
+
+std::unique_ptr<LinearKernel> makeDenseLinear(MatrixView weight, MatrixView bias, LinearBackend backend)
+{
+    if (backend == LinearBackend::Eigen)
+        return std::make_unique<EigenLinear>(weight, bias);
+    return std::make_unique<OneDnnLinear>(weight, bias);
+}
+
+} // namespace bitsmith::core

@@ -1,0 +1,120 @@
+// model.h: a Hugging Face causal-LM folder loaded for inspection and execution:
+// config.json + safetensors weights (memory-mapped; f32 used in place, f16/bf16 widened to f32
+// exactly) + tokenizer.json (optional). Every weight is checked against the config's shapes.
+#pragma once
+
+#include "dtype.h"
+#include "error.h"
+#include "feedback.h"
+#include "modelconfig.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+
+#include <QString>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace bitsmith::core {
+
+// What a weight tensor is for; Linear* roles are the compressible matrices.
+enum class WeightRole {
+    Embedding,
+    AttnNorm,
+    LinearQ,
+    LinearK,
+    LinearV,
+    LinearO,
+    BiasQ,
+    BiasK,
+    BiasV,
+    BiasO,
+    MlpNorm,
+    LinearGate,
+    LinearUp,
+    LinearDown,
+    BiasGate,
+    BiasUp,
+    BiasDown,
+    FinalNorm,
+    LmHead,
+};
+
+const char *weightRoleName(WeightRole r); // "attn.q", "mlp.gate", "embedding", ...
+bool isLinearRole(WeightRole r);
+
+struct WeightInfo
+{
+    QString name;    // tensor name in the checkpoint, e.g. "model.layers.0.self_attn.q_proj.weight"
+    WeightRole role = WeightRole::Embedding;
+    int block = -1;  // transformer block index, -1 for embeddings / final norm / head
+    std::vector<std::int64_t> shape;
+    DType storedType = DType::F32;
+    std::int64_t parameters = 0;
+    std::int64_t storedBytes = 0;
+};
+
+// A float32 row-major matrix (vectors have rows == 1). Points into the mapped file or into a
+// buffer owned by the Model.
+struct MatrixView
+{
+    const float *data = nullptr;
+    std::int64_t rows = 0;
+    std::int64_t cols = 0;
+    bool empty() const { return data == nullptr; }
+};
+
+struct BlockWeights
+{
+    MatrixView attnNorm, q, k, v, o, qBias, kBias, vBias, oBias;
+    MatrixView mlpNorm, gate, up, down, gateBias, upBias, downBias;
+};
+
+class Model
+{
+public:
+    // Loads a model folder. A bare "default" (or empty string) means the bundled model.
+    // Progress goes to `feedback` (may be null); cancellation returns ErrorCode::Cancelled.
+    static Expected<std::shared_ptr<Model>> load(const QString &folderOrName, Feedback *feedback = nullptr);
+
+    // The bundled default model's folder (resources/models/default, found next to the
+    // executable's install prefix or in the source tree).
+    static QString defaultModelFolder();
+    // Maps "default" to defaultModelFolder(); returns other paths unchanged.
+    static QString resolveFolder(const QString &folderOrName);
+
+    const QString &folder() const { return m_folder; }
+    const ModelConfig &config() const { return m_config; }
+    // null when the folder has no tokenizer.json
+    std::shared_ptr<const Tokenizer> tokenizer() const { return m_tokenizer; }
+
+    const std::vector<WeightInfo> &weights() const { return m_weights; }
+    std::int64_t totalParameters() const;
+    std::int64_t totalStoredBytes() const;
+
+    // Execution views.
+    const MatrixView &embedding() const { return m_embedding; }
+    const MatrixView &finalNorm() const { return m_finalNorm; }
+    const MatrixView &lmHead() const { return m_lmHead; } // the embedding when tied
+    const std::vector<BlockWeights> &blocks() const { return m_blocks; }
+    // The f32 view of any weight by checkpoint name (empty view if unknown).
+    MatrixView weight(const QString &name) const;
+
+private:
+    Model() = default;
+    Expected<MatrixView> bind(const QString &name, WeightRole role, int block, std::vector<std::int64_t> shape,
+                              bool optional);
+
+    QString m_folder;
+    ModelConfig m_config;
+    std::shared_ptr<const Tokenizer> m_tokenizer;
+    std::shared_ptr<SafetensorsCollection> m_files;
+    std::vector<WeightInfo> m_weights;
+    std::vector<std::unique_ptr<float[]>> m_owned; // widened f16/bf16 (or misaligned f32) data
+    std::vector<std::pair<QString, MatrixView>> m_views;
+    MatrixView m_embedding, m_finalNorm, m_lmHead;
+    std::vector<BlockWeights> m_blocks;
+};
+
+} // namespace bitsmith::core

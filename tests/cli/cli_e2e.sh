@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# cli_e2e.sh: end-to-end checks of bitsmith-cli as a user runs it: real commands on the bundled
+# model, and bad input that must give a one-line error with a HINT and a non-zero exit, never a
+# crash. Usage: cli_e2e.sh PATH/TO/bitsmith-cli SOURCE_DIR
+set -u
+CLI="$1"
+SRC="$2"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0
+failed=0
+
+ok() { pass=$((pass + 1)); echo "PASS: $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
+
+# expect_fail NAME EXPECTED_SUBSTRING -- command...
+expect_fail() {
+  local name="$1" want="$2"; shift 3
+  "$@" >"$TMP/out" 2>"$TMP/err"
+  local rc=$?
+  if [ $rc -eq 0 ]; then bad "$name: exit 0"; return; fi
+  if [ $rc -ge 128 ]; then bad "$name: crashed (rc $rc)"; cat "$TMP/err"; return; fi
+  if ! grep -q "^bitsmith-cli: error: .*$want" "$TMP/err"; then bad "$name: no error line with '$want'"; cat "$TMP/err"; return; fi
+  if ! grep -q "^HINT: " "$TMP/err"; then bad "$name: no HINT line"; cat "$TMP/err"; return; fi
+  ok "$name"
+}
+
+# --- real runs on the bundled model -------------------------------------------------------
+if "$CLI" info default --json >"$TMP/info.json" 2>"$TMP/err" \
+   && python3 -c "import json,sys; d=json.load(open('$TMP/info.json')); assert d['architecture']=='LlamaForCausalLM'; assert d['parameters']==sum(t['parameters'] for t in d['tensors']); assert len(d['tensors'])==2+9*d['layers']+1" ; then
+  ok "info --json"
+else
+  bad "info --json"; cat "$TMP/err"
+fi
+
+if "$CLI" eval default --text "$SRC/resources/models/default/eval.txt" --ctx 128 --max-windows 2 --json --quiet >"$TMP/eval.json" 2>"$TMP/err" \
+   && python3 -c "import json; d=json.load(open('$TMP/eval.json')); assert d['windows']==2 and d['ctx']==128 and 1<d['perplexity']<1000 and d['tokens']>1000 and d['seconds']>0, d"; then
+  ok "eval --json"
+else
+  bad "eval --json"; cat "$TMP/err" "$TMP/eval.json"
+fi
+
+if "$CLI" logits default --text "In the beginning" --out "$TMP/l.npy" >/dev/null 2>"$TMP/err" \
+   && python3 -c "
+import struct
+b=open('$TMP/l.npy','rb').read(); assert b[:6]==b'\x93NUMPY'
+n=struct.unpack('<H',b[8:10])[0]; h=b[10:10+n].decode(); assert \"'<f4'\" in h and ', 4096)' in h, h
+assert len(b)==10+n+4*4096*int(h.split('(')[1].split(',')[0])"; then
+  ok "logits .npy"
+else
+  bad "logits .npy"; cat "$TMP/err"
+fi
+
+a=$("$CLI" generate default --prompt "And God said" --max-tokens 12 --temperature 0 2>/dev/null)
+b=$("$CLI" generate default --prompt "And God said" --max-tokens 12 --temperature 0 2>/dev/null)
+if [ -n "$a" ] && [ "$a" = "$b" ] && [[ "$a" == "And God said"* ]] && [ ${#a} -gt 14 ]; then
+  ok "generate (greedy, deterministic): $a"
+else
+  bad "generate: '$a' vs '$b'"
+fi
+
+# --- bad input ------------------------------------------------------------------------------
+expect_fail "missing model folder" "model folder not found" -- "$CLI" info /nonexistent/model
+expect_fail "unknown command" "unknown command" -- "$CLI" frobnicate
+expect_fail "missing --text" "--text is required" -- "$CLI" eval default
+expect_fail "bad ctx" "ctx" -- "$CLI" eval default --text "$SRC/resources/models/default/eval.txt" --ctx 100000
+expect_fail "bad ctx type" "ctx" -- "$CLI" eval default --text "$SRC/resources/models/default/eval.txt" --ctx abc
+expect_fail "missing text file" "cannot open text file" -- "$CLI" eval default --text /nonexistent.txt
+expect_fail "bad backend" "unknown backend" -- "$CLI" eval default --text /dev/null --backend cuda
+expect_fail "bad temperature" "temperature" -- "$CLI" generate default --prompt hi --temperature -1
+
+mkdir -p "$TMP/broken"
+cp "$SRC/resources/models/default/config.json" "$SRC/resources/models/default/tokenizer.json" "$TMP/broken/"
+head -c 5000 "$SRC/resources/models/default/model.safetensors" >"$TMP/broken/model.safetensors"
+expect_fail "truncated safetensors" "model.safetensors" -- "$CLI" info "$TMP/broken"
+sed 's/LlamaForCausalLM/FalconForCausalLM/' "$SRC/resources/models/default/config.json" >"$TMP/broken/config.json"
+expect_fail "unknown architecture" "FalconForCausalLM" -- "$CLI" info "$TMP/broken"
+echo '{"architectures": [' >"$TMP/broken/config.json"
+expect_fail "corrupt config" "config" -- "$CLI" info "$TMP/broken"
+printf '\x00\x01\x02' >"$TMP/empty.txt"
+expect_fail "text shorter than a window" "window" -- "$CLI" eval default --text "$TMP/empty.txt"
+
+echo "cli_e2e: $pass passed, $failed failed"
+[ $failed -eq 0 ]
