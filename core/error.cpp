@@ -23,7 +23,21 @@ QString Error::toString() const
 
 QString Error::hintLine() const
 {
-    return hint.isEmpty() ? QString() : QStringLiteral("HINT: %1").arg(hint);
+    return QStringLiteral("HINT: %1").arg(hint.isEmpty() ? defaultHint(code) : hint);
+}
+
+QString Error::defaultHint(ErrorCode code)
+{
+    switch (code) {
+    case ErrorCode::Io: return QStringLiteral("check that the path exists and is readable (or writable)");
+    case ErrorCode::Format: return QStringLiteral("the file is corrupt or not in the expected format");
+    case ErrorCode::Unsupported: return QStringLiteral("this input is valid but not supported by Bitsmith yet");
+    case ErrorCode::InvalidArgument: return QStringLiteral("check the option's value; --help lists the valid ones");
+    case ErrorCode::Mismatch: return QStringLiteral("the files or settings do not belong together");
+    case ErrorCode::Cancelled: return QStringLiteral("the job was cancelled; nothing was written");
+    case ErrorCode::Internal: return QStringLiteral("this is a bug in Bitsmith; please report it with the command line");
+    }
+    return {};
 }
 
 const char *Error::codeName(ErrorCode code)

@@ -40,8 +40,9 @@ struct Error
 
     // One line: "message [file: F, tensor: T, ...]"; the hint is separate (see hintLine()).
     QString toString() const;
-    // "HINT: ..." or empty.
+    // "HINT: ..." with the specific hint, or a generic one for the error's code.
     QString hintLine() const;
+    static QString defaultHint(ErrorCode code);
     static const char *codeName(ErrorCode code);
 };
 

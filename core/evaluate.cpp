@@ -39,7 +39,9 @@ Expected<int> resolveContext(const ModelConfig &config, int requested)
         return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("ctx %1 must be between 2 and the model's context %2")
                                                                .arg(requested)
                                                                .arg(config.maxPositions))
-                              .forParameter(QStringLiteral("ctx")));
+                              .forParameter(QStringLiteral("ctx"))
+                              .withHint(QStringLiteral("use --ctx %1 or less, or leave it out for the model's context")
+                                            .arg(config.maxPositions)));
     return ctx;
 }
 

@@ -37,7 +37,8 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
         return unexpected(fail(ErrorCode::Format, QStringLiteral("config is not valid JSON (%1 at offset %2)")
                                                       .arg(perr.errorString())
                                                       .arg(perr.offset))
-                              .inFile(path));
+                              .inFile(path)
+                              .withHint(QStringLiteral("fix or re-download config.json; it must be a JSON object")));
     const QJsonObject o = doc.object();
     ModelConfig c;
     const QJsonArray archs = o.value(QLatin1String("architectures")).toArray();
@@ -65,7 +66,8 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
             return unexpected(fail(ErrorCode::Format, QStringLiteral("missing or invalid '%1' (a positive integer is required)")
                                                           .arg(QLatin1String(key)))
                                   .inFile(path)
-                                  .forParameter(QLatin1String(key)));
+                                  .forParameter(QLatin1String(key))
+                                  .withHint(QStringLiteral("config.json must define the model's sizes")));
         out = v.toInt();
         return {};
     };
@@ -126,7 +128,10 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
     c.eosTokenId = firstId(o.value(QLatin1String("eos_token_id")));
 
     auto invalid = [&](const QString &msg, const char *key) {
-        return unexpected(fail(ErrorCode::Format, msg).inFile(path).forParameter(QLatin1String(key)));
+        return unexpected(fail(ErrorCode::Format, msg)
+                              .inFile(path)
+                              .forParameter(QLatin1String(key))
+                              .withHint(QStringLiteral("config.json is inconsistent; compare it with the original checkpoint's")));
     };
     if (c.numKvHeads <= 0 || c.numHeads % c.numKvHeads != 0)
         return invalid(QStringLiteral("num_attention_heads (%1) must be a multiple of num_key_value_heads (%2)")

@@ -191,7 +191,8 @@ std::string toStdString(const QString &s)
 
 bool isAscii(std::string_view s)
 {
-    return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+    return std::all_of(
+        s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,8 +206,8 @@ enum CharClass : std::uint8_t { kOther = 0, kLetter = 1, kNumber = 2, kSpace = 4
 bool isWhiteSpace(char32_t c)
 {
     return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680
-           || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F
-           || c == 0x205F || c == 0x3000;
+        || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F
+        || c == 0x3000;
 }
 
 // Letters and numbers assigned in Unicode versions newer than Qt 6.4's tables (up to 16.0, the
@@ -219,21 +220,21 @@ struct ClassRange
     std::uint8_t cls;
 };
 constexpr ClassRange kNewerUnicodeClasses[] = {
-    {0x1C89, 0x1C8A, kLetter},   {0xA7CB, 0xA7CD, kLetter},   {0xA7DA, 0xA7DC, kLetter},
-    {0x105C0, 0x105F3, kLetter}, {0x10D40, 0x10D49, kNumber}, {0x10D4A, 0x10D65, kLetter},
-    {0x10D6F, 0x10D85, kLetter}, {0x10EC2, 0x10EC4, kLetter}, {0x1123F, 0x11240, kLetter},
-    {0x11380, 0x11389, kLetter}, {0x1138B, 0x1138B, kLetter}, {0x1138E, 0x1138E, kLetter},
-    {0x11390, 0x113B5, kLetter}, {0x113B7, 0x113B7, kLetter}, {0x113D1, 0x113D1, kLetter},
-    {0x113D3, 0x113D3, kLetter}, {0x116D0, 0x116E3, kNumber}, {0x11BC0, 0x11BE0, kLetter},
-    {0x11BF0, 0x11BF9, kNumber}, {0x11F02, 0x11F02, kLetter}, {0x11F04, 0x11F10, kLetter},
-    {0x11F12, 0x11F33, kLetter}, {0x11F50, 0x11F59, kNumber}, {0x1342F, 0x1342F, kLetter},
-    {0x13441, 0x13446, kLetter}, {0x13460, 0x143FA, kLetter}, {0x16100, 0x1611D, kLetter},
-    {0x16130, 0x16139, kNumber}, {0x16D40, 0x16D6C, kLetter}, {0x16D70, 0x16D79, kNumber},
-    {0x18CFF, 0x18CFF, kLetter}, {0x1B132, 0x1B132, kLetter}, {0x1B155, 0x1B155, kLetter},
-    {0x1CCF0, 0x1CCF9, kNumber}, {0x1D2C0, 0x1D2D3, kNumber}, {0x1DF25, 0x1DF2A, kLetter},
-    {0x1E030, 0x1E06D, kLetter}, {0x1E4D0, 0x1E4EB, kLetter}, {0x1E4F0, 0x1E4F9, kNumber},
-    {0x1E5D0, 0x1E5ED, kLetter}, {0x1E5F0, 0x1E5F0, kLetter}, {0x1E5F1, 0x1E5FA, kNumber},
-    {0x2B739, 0x2B739, kLetter}, {0x2EBF0, 0x2EE5D, kLetter}, {0x31350, 0x323AF, kLetter},
+    { 0x1C89, 0x1C8A, kLetter },   { 0xA7CB, 0xA7CD, kLetter },   { 0xA7DA, 0xA7DC, kLetter },
+    { 0x105C0, 0x105F3, kLetter }, { 0x10D40, 0x10D49, kNumber }, { 0x10D4A, 0x10D65, kLetter },
+    { 0x10D6F, 0x10D85, kLetter }, { 0x10EC2, 0x10EC4, kLetter }, { 0x1123F, 0x11240, kLetter },
+    { 0x11380, 0x11389, kLetter }, { 0x1138B, 0x1138B, kLetter }, { 0x1138E, 0x1138E, kLetter },
+    { 0x11390, 0x113B5, kLetter }, { 0x113B7, 0x113B7, kLetter }, { 0x113D1, 0x113D1, kLetter },
+    { 0x113D3, 0x113D3, kLetter }, { 0x116D0, 0x116E3, kNumber }, { 0x11BC0, 0x11BE0, kLetter },
+    { 0x11BF0, 0x11BF9, kNumber }, { 0x11F02, 0x11F02, kLetter }, { 0x11F04, 0x11F10, kLetter },
+    { 0x11F12, 0x11F33, kLetter }, { 0x11F50, 0x11F59, kNumber }, { 0x1342F, 0x1342F, kLetter },
+    { 0x13441, 0x13446, kLetter }, { 0x13460, 0x143FA, kLetter }, { 0x16100, 0x1611D, kLetter },
+    { 0x16130, 0x16139, kNumber }, { 0x16D40, 0x16D6C, kLetter }, { 0x16D70, 0x16D79, kNumber },
+    { 0x18CFF, 0x18CFF, kLetter }, { 0x1B132, 0x1B132, kLetter }, { 0x1B155, 0x1B155, kLetter },
+    { 0x1CCF0, 0x1CCF9, kNumber }, { 0x1D2C0, 0x1D2D3, kNumber }, { 0x1DF25, 0x1DF2A, kLetter },
+    { 0x1E030, 0x1E06D, kLetter }, { 0x1E4D0, 0x1E4EB, kLetter }, { 0x1E4F0, 0x1E4F9, kNumber },
+    { 0x1E5D0, 0x1E5ED, kLetter }, { 0x1E5F0, 0x1E5F0, kLetter }, { 0x1E5F1, 0x1E5FA, kNumber },
+    { 0x2B739, 0x2B739, kLetter }, { 0x2EBF0, 0x2EE5D, kLetter }, { 0x31350, 0x323AF, kLetter },
 };
 
 std::uint8_t classifySlow(char32_t c)
@@ -267,7 +268,7 @@ std::uint8_t classifySlow(char32_t c)
 const std::uint8_t *bmpClasses()
 {
     static const std::array<std::uint8_t, 0x10000> table = [] {
-        std::array<std::uint8_t, 0x10000> t{};
+        std::array<std::uint8_t, 0x10000> t {};
         for (char32_t c = 0; c < 0x10000; ++c)
             t[c] = (c >= 0xD800 && c <= 0xDFFF) ? std::uint8_t(kOther) : classifySlow(c);
         return t;
@@ -307,14 +308,14 @@ struct ByteLevelAlphabet
 {
     // The characters are all below U+0144, so the inverse map is a small array (-1: not a byte).
     static constexpr char32_t kEnd = 0x144;
-    std::array<char32_t, 256> byteToChar{};
-    std::array<std::int16_t, kEnd> charToByte{};
+    std::array<char32_t, 256> byteToChar {};
+    std::array<std::int16_t, kEnd> charToByte {};
 
     int byteOf(char32_t c) const { return c < kEnd ? charToByte[c] : -1; }
 
     ByteLevelAlphabet()
     {
-        std::array<bool, 256> direct{};
+        std::array<bool, 256> direct {};
         for (int b = '!'; b <= '~'; ++b)
             direct[b] = true;
         for (int b = 0xA1; b <= 0xAC; ++b)
@@ -364,12 +365,12 @@ struct ByteRange
 // The three regexes that real byte-level tokenizers use, recognized by their exact text.
 enum class BuiltinRegex { None, Gpt2, Llama3, Qwen2 };
 
-const char *const kGpt2Regex =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-const char *const kLlama3Regex =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-const char *const kQwen2Regex =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+const char *const kGpt2Regex
+    = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+const char *const kLlama3Regex
+    = R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+const char *const kQwen2Regex
+    = R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 // A text decoded once for the hand-written matchers: code points, their classes and the byte
 // offset of each (offsets has one more entry, the total length).
@@ -528,10 +529,10 @@ std::size_t matchLlama3At(const DecodedText &t, std::size_t i, std::size_t maxDi
 struct SplitPattern
 {
     BuiltinRegex builtin = BuiltinRegex::None;
-    std::string literal;                 // when !isRegex
+    std::string literal; // when !isRegex
     bool isRegex = false;
     std::optional<QRegularExpression> regex; // when isRegex and not builtin
-    std::string source;                  // for error messages
+    std::string source; // for error messages
 
     void findMatches(std::string_view text, DecodedText &scratch, std::vector<ByteRange> &out) const
     {
@@ -555,7 +556,7 @@ struct SplitPattern
                     e = matchLlama3At(scratch, i, 1);
                     break;
                 }
-                out.push_back({scratch.offsets[i], scratch.offsets[e]});
+                out.push_back({ scratch.offsets[i], scratch.offsets[e] });
                 i = e;
             }
             return;
@@ -565,7 +566,7 @@ struct SplitPattern
                 return;
             std::size_t pos = 0;
             while ((pos = text.find(literal, pos)) != std::string_view::npos) {
-                out.push_back({pos, pos + literal.size()});
+                out.push_back({ pos, pos + literal.size() });
                 pos += literal.size();
             }
             return;
@@ -592,7 +593,7 @@ struct SplitPattern
             advance(m.capturedStart());
             const std::size_t start = u8;
             advance(m.capturedEnd());
-            out.push_back({start, u8});
+            out.push_back({ start, u8 });
         }
     }
 };
@@ -600,8 +601,11 @@ struct SplitPattern
 enum class SplitBehavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous };
 
 // Turns matches into pieces the way the reference's NormalizedString::split does.
-void applySplitBehavior(std::size_t length, const std::vector<ByteRange> &matches,
-                        SplitBehavior behavior, bool invert, std::vector<ByteRange> &out)
+void applySplitBehavior(std::size_t length,
+                        const std::vector<ByteRange> &matches,
+                        SplitBehavior behavior,
+                        bool invert,
+                        std::vector<ByteRange> &out)
 {
     struct Segment
     {
@@ -614,12 +618,12 @@ void applySplitBehavior(std::size_t length, const std::vector<ByteRange> &matche
     std::size_t prev = 0;
     for (const ByteRange &m : matches) {
         if (prev != m.start)
-            segs.push_back({prev, m.start, false});
-        segs.push_back({m.start, m.end, true});
+            segs.push_back({ prev, m.start, false });
+        segs.push_back({ m.start, m.end, true });
         prev = m.end;
     }
     if (prev != length)
-        segs.push_back({prev, length, false});
+        segs.push_back({ prev, length, false });
     if (invert) {
         for (Segment &s : segs)
             s.isMatch = !s.isMatch;
@@ -630,12 +634,12 @@ void applySplitBehavior(std::size_t length, const std::vector<ByteRange> &matche
     case SplitBehavior::Removed:
         for (const Segment &s : segs) {
             if (!s.isMatch)
-                out.push_back({s.start, s.end});
+                out.push_back({ s.start, s.end });
         }
         break;
     case SplitBehavior::Isolated:
         for (const Segment &s : segs)
-            out.push_back({s.start, s.end});
+            out.push_back({ s.start, s.end });
         break;
     case SplitBehavior::MergedWithPrevious: {
         bool previousMatch = false;
@@ -643,7 +647,7 @@ void applySplitBehavior(std::size_t length, const std::vector<ByteRange> &matche
             if (s.isMatch && !previousMatch && !out.empty())
                 out.back().end = s.end;
             else
-                out.push_back({s.start, s.end});
+                out.push_back({ s.start, s.end });
             previousMatch = s.isMatch;
         }
         break;
@@ -654,7 +658,7 @@ void applySplitBehavior(std::size_t length, const std::vector<ByteRange> &matche
             if (it->isMatch && !previousMatch && !out.empty())
                 out.back().start = it->start;
             else
-                out.push_back({it->start, it->end});
+                out.push_back({ it->start, it->end });
             previousMatch = it->isMatch;
         }
         std::reverse(out.begin(), out.end());
@@ -667,7 +671,7 @@ void applySplitBehavior(std::size_t length, const std::vector<ByteRange> &matche
             if (!first && s.isMatch == previousMatch)
                 out.back().end = s.end;
             else
-                out.push_back({s.start, s.end});
+                out.push_back({ s.start, s.end });
             previousMatch = s.isMatch;
             first = false;
         }
@@ -675,8 +679,9 @@ void applySplitBehavior(std::size_t length, const std::vector<ByteRange> &matche
     }
     }
     // The reference drops empty pieces.
-    out.erase(std::remove_if(out.begin(), out.end(), [](const ByteRange &r) { return r.start == r.end; }),
-              out.end());
+    out.erase(
+        std::remove_if(out.begin(), out.end(), [](const ByteRange &r) { return r.start == r.end; }),
+        out.end());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -687,9 +692,9 @@ struct NormalizerStep
 {
     enum class Type { Nfc, Nfd, Nfkc, Nfkd, Prepend, Replace, Lowercase, Strip };
     Type type = Type::Nfc;
-    std::string text;    // Prepend: prefix; Replace: content
+    std::string text; // Prepend: prefix; Replace: content
     SplitPattern pattern; // Replace
-    bool left = false;   // Strip
+    bool left = false; // Strip
     bool right = false;
 };
 
@@ -700,13 +705,13 @@ struct PreTokenizerStep
     enum class Type { ByteLevel, Split, Metaspace, Digits };
     Type type = Type::ByteLevel;
     bool addPrefixSpace = false; // ByteLevel
-    bool useRegex = true;        // ByteLevel
-    SplitPattern pattern;        // Split (ByteLevel uses the GPT-2 builtin)
+    bool useRegex = true; // ByteLevel
+    SplitPattern pattern; // Split (ByteLevel uses the GPT-2 builtin)
     SplitBehavior behavior = SplitBehavior::Isolated;
     bool invert = false;
-    std::string replacement;     // Metaspace
+    std::string replacement; // Metaspace
     PrependScheme prependScheme = PrependScheme::Always;
-    bool split = true;           // Metaspace
+    bool split = true; // Metaspace
     bool individualDigits = false;
 };
 
@@ -753,7 +758,7 @@ public:
         if (pattern.empty())
             return;
         const auto first = static_cast<unsigned char>(pattern[0]);
-        m_patterns.push_back({std::move(pattern), index});
+        m_patterns.push_back({ std::move(pattern), index });
         m_byFirstByte[first].push_back(m_patterns.size() - 1);
         m_hasFirst[first] = true;
         auto &bucket = m_byFirstByte[first];
@@ -764,7 +769,10 @@ public:
     bool empty() const { return m_patterns.empty(); }
 
     // Finds the leftmost match at or after `from`, the longest one there.
-    bool find(std::string_view text, std::size_t from, std::size_t &start, std::size_t &length,
+    bool find(std::string_view text,
+              std::size_t from,
+              std::size_t &start,
+              std::size_t &length,
               int &index) const
     {
         for (std::size_t i = from; i < text.size(); ++i) {
@@ -788,7 +796,7 @@ public:
 private:
     std::vector<std::pair<std::string, int>> m_patterns;
     std::array<std::vector<std::size_t>, 256> m_byFirstByte;
-    std::array<bool, 256> m_hasFirst{};
+    std::array<bool, 256> m_hasFirst {};
 };
 
 struct StringHash
@@ -796,7 +804,7 @@ struct StringHash
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const noexcept
     {
-        return std::hash<std::string_view>{}(s);
+        return std::hash<std::string_view> {}(s);
     }
 };
 using StringMap = std::unordered_map<std::string, std::int32_t, StringHash, std::equal_to<>>;
@@ -810,7 +818,7 @@ struct MergeValue
 inline std::uint64_t pairKey(std::int32_t a, std::int32_t b)
 {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32)
-           | static_cast<std::uint32_t>(b);
+        | static_cast<std::uint32_t>(b);
 }
 
 // Words longer than this are not cached (like the reference's MAX_LENGTH): long ones rarely
@@ -878,9 +886,9 @@ public:
     // What the model looks words up in: the bytes behind each token for byte-level models
     // (so that no per-character byte-to-unicode mapping is needed at encode time), else m_vocab.
     StringMap m_byteVocab;
-    std::array<std::int32_t, 256> m_byteToId{};      // byte-level: the single-byte tokens
-    std::array<std::int32_t, 256> m_byteFallbackId{}; // <0xNN> tokens
-    std::array<std::int32_t, 128> m_asciiId{};        // SentencePiece: ids of ASCII characters
+    std::array<std::int32_t, 256> m_byteToId {}; // byte-level: the single-byte tokens
+    std::array<std::int32_t, 256> m_byteFallbackId {}; // <0xNN> tokens
+    std::array<std::int32_t, 128> m_asciiId {}; // SentencePiece: ids of ASCII characters
     std::unordered_map<std::uint64_t, MergeValue> m_merges;
     std::int32_t m_unkId = -1;
     bool m_hasUnkToken = false;
@@ -922,15 +930,19 @@ private:
     Expected<void> loadPreTokenizer(const QJsonValue &v, const QString &path);
     Expected<void> loadPostProcessor(const QJsonValue &v, const QString &path);
     Expected<void> loadDecoder(const QJsonValue &v, const QString &path);
-    Expected<SplitPattern> loadPattern(const QJsonValue &v, const QString &what,
-                                       const QString &path) const;
+    Expected<SplitPattern>
+    loadPattern(const QJsonValue &v, const QString &what, const QString &path) const;
     void guessBosEos();
     std::int32_t idOf(std::string_view token) const;
 
     std::string normalize(std::string_view text) const;
-    void encodeSection(std::string_view text, bool atStart, std::vector<std::int32_t> &out,
+    void encodeSection(std::string_view text,
+                       bool atStart,
+                       std::vector<std::int32_t> &out,
                        Scratch &s) const;
-    void encodeNormalized(std::string_view text, bool atStart, std::vector<std::int32_t> &out,
+    void encodeNormalized(std::string_view text,
+                          bool atStart,
+                          std::vector<std::int32_t> &out,
                           Scratch &s) const;
     void preTokenize(std::string_view text, bool atStart, Scratch &s) const;
     void encodeWord(std::string_view word, std::vector<std::int32_t> &out, Scratch &s) const;
@@ -1007,10 +1019,10 @@ Expected<void> TokenizerImpl::loadModel(const QJsonObject &model, const QString 
     const QString type = model.value(QStringLiteral("type")).toString();
     // Old files (e.g. the original GPT-2 export) have no type; a merges list means BPE.
     if (type.isEmpty() ? !model.contains(QStringLiteral("merges")) : type != QLatin1String("BPE")) {
-        return unexpected(unsupportedError(
-            QStringLiteral("tokenizer model type '%1' is not supported (only BPE)")
-                .arg(type.isEmpty() ? QStringLiteral("(none)") : type),
-            path));
+        return unexpected(
+            unsupportedError(QStringLiteral("tokenizer model type '%1' is not supported (only BPE)")
+                                 .arg(type.isEmpty() ? QStringLiteral("(none)") : type),
+                             path));
     }
     const QJsonValue dropout = model.value(QStringLiteral("dropout"));
     if (dropout.isDouble() && dropout.toDouble() > 0.0) {
@@ -1019,7 +1031,7 @@ Expected<void> TokenizerImpl::loadModel(const QJsonObject &model, const QString 
                 .arg(dropout.toDouble()),
             path));
     }
-    for (const char *key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    for (const char *key : { "continuing_subword_prefix", "end_of_word_suffix" }) {
         const QString v = model.value(QLatin1String(key)).toString();
         if (!v.isEmpty()) {
             return unexpected(unsupportedError(
@@ -1030,7 +1042,8 @@ Expected<void> TokenizerImpl::loadModel(const QJsonObject &model, const QString 
 
     const QJsonValue vocabValue = model.value(QStringLiteral("vocab"));
     if (!vocabValue.isObject())
-        return unexpected(formatError(QStringLiteral("the BPE model has no \"vocab\" object"), path));
+        return unexpected(
+            formatError(QStringLiteral("the BPE model has no \"vocab\" object"), path));
     const QJsonObject vocab = vocabValue.toObject();
     m_vocab.reserve(static_cast<std::size_t>(vocab.size()));
     std::int32_t maxId = -1;
@@ -1073,8 +1086,11 @@ Expected<void> TokenizerImpl::loadModel(const QJsonObject &model, const QString 
         }
         m_cutBeforeMetaspace = std::none_of(m_vocab.begin(), m_vocab.end(), [](const auto &entry) {
             const std::string &t = entry.first;
-            for (std::size_t p = t.find(kMetaspace); p != std::string::npos; p = t.find(kMetaspace, p + 1)) {
-                if (p > 0 && (p < kMetaspace.size() || t.compare(p - kMetaspace.size(), kMetaspace.size(), kMetaspace) != 0))
+            for (std::size_t p = t.find(kMetaspace); p != std::string::npos;
+                 p = t.find(kMetaspace, p + 1)) {
+                if (p > 0
+                    && (p < kMetaspace.size()
+                        || t.compare(p - kMetaspace.size(), kMetaspace.size(), kMetaspace) != 0))
                     return true;
             }
             return false;
@@ -1097,7 +1113,8 @@ Expected<void> TokenizerImpl::loadModel(const QJsonObject &model, const QString 
         const auto it = m_vocab.find(m_unkToken);
         if (it == m_vocab.end()) {
             return unexpected(formatError(
-                QStringLiteral("unk_token '%1' is not in the vocabulary").arg(unk.toString()), path));
+                QStringLiteral("unk_token '%1' is not in the vocabulary").arg(unk.toString()),
+                path));
         }
         m_unkId = it->second;
     }
@@ -1131,21 +1148,23 @@ Expected<void> TokenizerImpl::loadModel(const QJsonObject &model, const QString 
             a = jsonString(m.toArray().at(0));
             b = jsonString(m.toArray().at(1));
         } else {
-            return unexpected(
-                formatError(QStringLiteral("merge %1 is neither \"a b\" nor [a, b]").arg(rank + 1), path));
+            return unexpected(formatError(
+                QStringLiteral("merge %1 is neither \"a b\" nor [a, b]").arg(rank + 1), path));
         }
         const auto ia = m_vocab.find(a);
         const auto ib = m_vocab.find(b);
         const auto inew = m_vocab.find(a + b);
         if (ia == m_vocab.end() || ib == m_vocab.end() || inew == m_vocab.end()) {
-            const std::string &missing = ia == m_vocab.end() ? a : (ib == m_vocab.end() ? b : a + b);
-            return unexpected(formatError(QStringLiteral("merge %1 uses '%2', which is not in the vocabulary")
-                                              .arg(rank + 1)
-                                              .arg(toQString(missing)),
-                                          path));
+            const std::string &missing
+                = ia == m_vocab.end() ? a : (ib == m_vocab.end() ? b : a + b);
+            return unexpected(
+                formatError(QStringLiteral("merge %1 uses '%2', which is not in the vocabulary")
+                                .arg(rank + 1)
+                                .arg(toQString(missing)),
+                            path));
         }
         // A repeated pair keeps its last rank, as in the reference's map.
-        m_merges[pairKey(ia->second, ib->second)] = MergeValue{rank, inew->second};
+        m_merges[pairKey(ia->second, ib->second)] = MergeValue { rank, inew->second };
         ++rank;
     }
     return {};
@@ -1205,8 +1224,8 @@ Expected<void> TokenizerImpl::loadAddedTokens(const QJsonArray &tokens, const QS
     return {};
 }
 
-Expected<SplitPattern> TokenizerImpl::loadPattern(const QJsonValue &v, const QString &what,
-                                                  const QString &path) const
+Expected<SplitPattern>
+TokenizerImpl::loadPattern(const QJsonValue &v, const QString &what, const QString &path) const
 {
     SplitPattern p;
     const QJsonObject o = v.toObject();
@@ -1216,7 +1235,8 @@ Expected<SplitPattern> TokenizerImpl::loadPattern(const QJsonValue &v, const QSt
         return p;
     }
     if (!o.contains(QStringLiteral("Regex")))
-        return unexpected(formatError(QStringLiteral("%1 has no String or Regex pattern").arg(what), path));
+        return unexpected(
+            formatError(QStringLiteral("%1 has no String or Regex pattern").arg(what), path));
     const QString re = o.value(QStringLiteral("Regex")).toString();
     p.isRegex = true;
     p.source = toStdString(re);
@@ -1229,9 +1249,10 @@ Expected<SplitPattern> TokenizerImpl::loadPattern(const QJsonValue &v, const QSt
     } else {
         QRegularExpression rx(re, QRegularExpression::UseUnicodePropertiesOption);
         if (!rx.isValid()) {
-            return unexpected(unsupportedError(
-                QStringLiteral("%1 regex '%2' cannot be compiled: %3").arg(what, re, rx.errorString()),
-                path));
+            return unexpected(
+                unsupportedError(QStringLiteral("%1 regex '%2' cannot be compiled: %3")
+                                     .arg(what, re, rx.errorString()),
+                                 path));
         }
         rx.optimize();
         p.regex = std::move(rx);
@@ -1266,7 +1287,8 @@ Expected<void> TokenizerImpl::loadNormalizer(const QJsonValue &v, const QString 
         step.text = jsonString(o.value(QStringLiteral("prepend")));
     } else if (type == QLatin1String("Replace")) {
         step.type = NormalizerStep::Type::Replace;
-        auto p = loadPattern(o.value(QStringLiteral("pattern")), QStringLiteral("Replace normalizer"), path);
+        auto p = loadPattern(
+            o.value(QStringLiteral("pattern")), QStringLiteral("Replace normalizer"), path);
         if (!p)
             return unexpected(p.error());
         step.pattern = std::move(*p);
@@ -1315,7 +1337,8 @@ Expected<void> TokenizerImpl::loadPreTokenizer(const QJsonValue &v, const QStrin
         m_byteLevel = true;
     } else if (type == QLatin1String("Split")) {
         step.type = PreTokenizerStep::Type::Split;
-        auto p = loadPattern(o.value(QStringLiteral("pattern")), QStringLiteral("Split pre-tokenizer"), path);
+        auto p = loadPattern(
+            o.value(QStringLiteral("pattern")), QStringLiteral("Split pre-tokenizer"), path);
         if (!p)
             return unexpected(p.error());
         step.pattern = std::move(*p);
@@ -1331,7 +1354,8 @@ Expected<void> TokenizerImpl::loadPreTokenizer(const QJsonValue &v, const QStrin
         else if (behavior == QLatin1String("Contiguous"))
             step.behavior = SplitBehavior::Contiguous;
         else
-            return unexpected(formatError(QStringLiteral("unknown Split behavior '%1'").arg(behavior), path));
+            return unexpected(
+                formatError(QStringLiteral("unknown Split behavior '%1'").arg(behavior), path));
         step.invert = o.value(QStringLiteral("invert")).toBool(false);
     } else if (type == QLatin1String("Metaspace")) {
         step.type = PreTokenizerStep::Type::Metaspace;
@@ -1390,28 +1414,37 @@ Expected<void> TokenizerImpl::loadPostProcessor(const QJsonValue &v, const QStri
                 seenA = true;
                 continue;
             }
-            const QString name = io.value(QStringLiteral("SpecialToken")).toObject().value(QStringLiteral("id")).toString();
+            const QString name = io.value(QStringLiteral("SpecialToken"))
+                                     .toObject()
+                                     .value(QStringLiteral("id"))
+                                     .toString();
             const QJsonValue special = specials.value(name);
             std::vector<std::int32_t> ids;
             if (special.isObject()) {
-                for (const QJsonValue &id : special.toObject().value(QStringLiteral("ids")).toArray())
+                for (const QJsonValue &id :
+                     special.toObject().value(QStringLiteral("ids")).toArray())
                     ids.push_back(static_cast<std::int32_t>(id.toDouble(-1)));
             } else if (const std::int32_t id = idOf(toStdString(name)); id >= 0) {
                 ids.push_back(id);
             }
             if (ids.empty() || std::find(ids.begin(), ids.end(), -1) != ids.end()) {
                 return unexpected(formatError(
-                    QStringLiteral("TemplateProcessing special token '%1' has no id").arg(name), path));
+                    QStringLiteral("TemplateProcessing special token '%1' has no id").arg(name),
+                    path));
             }
             auto &dst = seenA ? step.suffix : step.prefix;
             dst.insert(dst.end(), ids.begin(), ids.end());
         }
-    } else if (type == QLatin1String("BertProcessing") || type == QLatin1String("RobertaProcessing")) {
+    } else if (type == QLatin1String("BertProcessing")
+               || type == QLatin1String("RobertaProcessing")) {
         // "cls": ["[CLS]", 101], "sep": ["[SEP]", 102]
-        step.prefix.push_back(static_cast<std::int32_t>(o.value(QStringLiteral("cls")).toArray().at(1).toDouble(-1)));
-        step.suffix.push_back(static_cast<std::int32_t>(o.value(QStringLiteral("sep")).toArray().at(1).toDouble(-1)));
+        step.prefix.push_back(
+            static_cast<std::int32_t>(o.value(QStringLiteral("cls")).toArray().at(1).toDouble(-1)));
+        step.suffix.push_back(
+            static_cast<std::int32_t>(o.value(QStringLiteral("sep")).toArray().at(1).toDouble(-1)));
         if (step.prefix[0] < 0 || step.suffix[0] < 0)
-            return unexpected(formatError(QStringLiteral("%1 without cls/sep ids").arg(type), path));
+            return unexpected(
+                formatError(QStringLiteral("%1 without cls/sep ids").arg(type), path));
     } else {
         return unexpected(unsupportedError(
             QStringLiteral("post-processor type '%1' is not supported").arg(type), path));
@@ -1462,14 +1495,14 @@ Expected<void> TokenizerImpl::loadDecoder(const QJsonValue &v, const QString &pa
         step.replacement = r.empty() ? char32_t(0x2581) : r[0];
         const QString scheme = o.value(QStringLiteral("prepend_scheme")).toString();
         step.prependScheme = scheme == QLatin1String("never") ? PrependScheme::Never
-                             : scheme == QLatin1String("first") ? PrependScheme::First
-                                                                : PrependScheme::Always;
+            : scheme == QLatin1String("first")                ? PrependScheme::First
+                                                              : PrependScheme::Always;
         if (o.value(QStringLiteral("add_prefix_space")).isBool()
             && !o.value(QStringLiteral("add_prefix_space")).toBool())
             step.prependScheme = PrependScheme::Never;
     } else {
-        return unexpected(unsupportedError(
-            QStringLiteral("decoder type '%1' is not supported").arg(type), path));
+        return unexpected(
+            unsupportedError(QStringLiteral("decoder type '%1' is not supported").arg(type), path));
     }
     m_decoders.push_back(std::move(step));
     return {};
@@ -1485,12 +1518,13 @@ void TokenizerImpl::guessBosEos()
         if (m_eosId < 0 && !p.suffix.empty())
             m_eosId = p.suffix.back();
     }
-    for (const char *name : {"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>", "<|endoftext|>"}) {
+    for (const char *name :
+         { "<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>", "<|endoftext|>" }) {
         if (m_bosId >= 0)
             break;
         m_bosId = idOf(name);
     }
-    for (const char *name : {"</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>"}) {
+    for (const char *name : { "</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>" }) {
         if (m_eosId >= 0)
             break;
         m_eosId = idOf(name);
@@ -1526,8 +1560,8 @@ std::string TokenizerImpl::normalize(std::string_view input) const
         case NormalizerStep::Type::Nfkd: {
             if (isAscii(text))
                 break; // ASCII is invariant under all four forms
-            const QString::NormalizationForm form =
-                step.type == NormalizerStep::Type::Nfc    ? QString::NormalizationForm_C
+            const QString::NormalizationForm form = step.type == NormalizerStep::Type::Nfc
+                ? QString::NormalizationForm_C
                 : step.type == NormalizerStep::Type::Nfd  ? QString::NormalizationForm_D
                 : step.type == NormalizerStep::Type::Nfkc ? QString::NormalizationForm_KC
                                                           : QString::NormalizationForm_KD;
@@ -1582,7 +1616,7 @@ std::string TokenizerImpl::normalize(std::string_view input) const
 void TokenizerImpl::preTokenize(std::string_view text, bool atStart, Scratch &s) const
 {
     s.pieces.clear();
-    s.pieces.push_back({text, atStart});
+    s.pieces.push_back({ text, atStart });
     for (const PreTokenizerStep &step : m_preTokenizers) {
         s.nextPieces.clear();
         for (const Scratch::Piece &piece : s.pieces) {
@@ -1594,7 +1628,7 @@ void TokenizerImpl::preTokenize(std::string_view text, bool atStart, Scratch &s)
                     t = s.arena.back();
                 }
                 if (!step.useRegex) {
-                    s.nextPieces.push_back({t, piece.atStart});
+                    s.nextPieces.push_back({ t, piece.atStart });
                     continue;
                 }
                 step.pattern.findMatches(t, s.decoded, s.matches);
@@ -1616,7 +1650,7 @@ void TokenizerImpl::preTokenize(std::string_view text, bool atStart, Scratch &s)
                     std::size_t e = i + 1;
                     while (!step.individualDigits && e < n && s.decoded.cls[e] == kNumber)
                         ++e;
-                    s.matches.push_back({s.decoded.offsets[i], s.decoded.offsets[e]});
+                    s.matches.push_back({ s.decoded.offsets[i], s.decoded.offsets[e] });
                     i = e;
                 }
                 applySplitBehavior(t.size(), s.matches, SplitBehavior::Isolated, false, s.ranges);
@@ -1626,8 +1660,8 @@ void TokenizerImpl::preTokenize(std::string_view text, bool atStart, Scratch &s)
                 std::string rewritten;
                 rewritten.reserve(t.size() + step.replacement.size());
                 const bool prepend = !t.starts_with(' ') && !t.starts_with(step.replacement)
-                                     && (step.prependScheme == PrependScheme::Always
-                                         || (step.prependScheme == PrependScheme::First && piece.atStart));
+                    && (step.prependScheme == PrependScheme::Always
+                        || (step.prependScheme == PrependScheme::First && piece.atStart));
                 if (prepend)
                     rewritten += step.replacement;
                 for (char c : t) {
@@ -1639,21 +1673,23 @@ void TokenizerImpl::preTokenize(std::string_view text, bool atStart, Scratch &s)
                 s.arena.push_back(std::move(rewritten));
                 t = s.arena.back();
                 if (!step.split) {
-                    s.nextPieces.push_back({t, piece.atStart});
+                    s.nextPieces.push_back({ t, piece.atStart });
                     continue;
                 }
                 s.matches.clear();
                 std::size_t pos = 0;
                 while ((pos = t.find(step.replacement, pos)) != std::string_view::npos) {
-                    s.matches.push_back({pos, pos + step.replacement.size()});
+                    s.matches.push_back({ pos, pos + step.replacement.size() });
                     pos += step.replacement.size();
                 }
-                applySplitBehavior(t.size(), s.matches, SplitBehavior::MergedWithNext, false, s.ranges);
+                applySplitBehavior(
+                    t.size(), s.matches, SplitBehavior::MergedWithNext, false, s.ranges);
                 break;
             }
             }
             for (const ByteRange &r : s.ranges)
-                s.nextPieces.push_back({t.substr(r.start, r.end - r.start), piece.atStart && r.start == 0});
+                s.nextPieces.push_back(
+                    { t.substr(r.start, r.end - r.start), piece.atStart && r.start == 0 });
         }
         std::swap(s.pieces, s.nextPieces);
     }
@@ -1668,7 +1704,7 @@ void TokenizerImpl::mergeWord(std::string_view word, Scratch &s) const
     bool pendingUnk = false;
     auto flushUnk = [&] {
         if (pendingUnk) {
-            syms.push_back({m_unkId, 0, 0, true});
+            syms.push_back({ m_unkId, 0, 0, true });
             pendingUnk = false;
         }
     };
@@ -1681,7 +1717,7 @@ void TokenizerImpl::mergeWord(std::string_view word, Scratch &s) const
     };
     auto addKnown = [&](std::int32_t id) {
         flushUnk();
-        syms.push_back({id, 0, 0, true});
+        syms.push_back({ id, 0, 0, true });
     };
 
     if (m_byteLevel) {
@@ -1719,7 +1755,7 @@ void TokenizerImpl::mergeWord(std::string_view word, Scratch &s) const
                     if (fellBack) {
                         flushUnk();
                         for (std::size_t k = 0; k < len; ++k)
-                            syms.push_back({m_byteFallbackId[p[i + k]], 0, 0, true});
+                            syms.push_back({ m_byteFallbackId[p[i + k]], 0, 0, true });
                     }
                 }
                 if (!fellBack)
@@ -1746,7 +1782,7 @@ void TokenizerImpl::mergeWord(std::string_view word, Scratch &s) const
     heap.clear();
     for (std::int32_t i = 0; i + 1 < n; ++i) {
         if (const MergeValue *m = findMerge(syms[i].id, syms[i + 1].id))
-            heap.push_back({m->rank, static_cast<std::uint32_t>(i), m->newId});
+            heap.push_back({ m->rank, static_cast<std::uint32_t>(i), m->newId });
     }
     std::make_heap(heap.begin(), heap.end(), greater);
     while (!heap.empty()) {
@@ -1768,20 +1804,22 @@ void TokenizerImpl::mergeWord(std::string_view word, Scratch &s) const
             syms[left.next].prev = static_cast<std::int32_t>(top.pos);
         if (left.prev >= 0) {
             if (const MergeValue *m = findMerge(syms[left.prev].id, left.id)) {
-                heap.push_back({m->rank, static_cast<std::uint32_t>(left.prev), m->newId});
+                heap.push_back({ m->rank, static_cast<std::uint32_t>(left.prev), m->newId });
                 std::push_heap(heap.begin(), heap.end(), greater);
             }
         }
         if (left.next >= 0) {
             if (const MergeValue *m = findMerge(left.id, syms[left.next].id)) {
-                heap.push_back({m->rank, top.pos, m->newId});
+                heap.push_back({ m->rank, top.pos, m->newId });
                 std::push_heap(heap.begin(), heap.end(), greater);
             }
         }
     }
 }
 
-void TokenizerImpl::encodeWord(std::string_view word, std::vector<std::int32_t> &out, Scratch &s) const
+void TokenizerImpl::encodeWord(std::string_view word,
+                               std::vector<std::int32_t> &out,
+                               Scratch &s) const
 {
     if (word.empty())
         return;
@@ -1803,7 +1841,7 @@ void TokenizerImpl::encodeWord(std::string_view word, std::vector<std::int32_t> 
     std::size_t p = word.find(kMetaspace, 1);
     while (p != std::string_view::npos) {
         const bool afterMetaspace = p >= kMetaspace.size()
-                                    && word.substr(p - kMetaspace.size(), kMetaspace.size()) == kMetaspace;
+            && word.substr(p - kMetaspace.size(), kMetaspace.size()) == kMetaspace;
         if (!afterMetaspace && p > begin) {
             encodeCachedWord(word.substr(begin, p - begin), out, s);
             begin = p;
@@ -1813,7 +1851,8 @@ void TokenizerImpl::encodeWord(std::string_view word, std::vector<std::int32_t> 
     encodeCachedWord(word.substr(begin), out, s);
 }
 
-void TokenizerImpl::encodeCachedWord(std::string_view word, std::vector<std::int32_t> &out,
+void TokenizerImpl::encodeCachedWord(std::string_view word,
+                                     std::vector<std::int32_t> &out,
                                      Scratch &s) const
 {
     const bool cacheable = word.size() < kMaxCachedWordBytes;
@@ -1839,8 +1878,10 @@ void TokenizerImpl::encodeCachedWord(std::string_view word, std::vector<std::int
     }
 }
 
-void TokenizerImpl::encodeNormalized(std::string_view text, bool atStart,
-                                     std::vector<std::int32_t> &out, Scratch &s) const
+void TokenizerImpl::encodeNormalized(std::string_view text,
+                                     bool atStart,
+                                     std::vector<std::int32_t> &out,
+                                     Scratch &s) const
 {
     preTokenize(text, atStart, s);
     for (const Scratch::Piece &piece : s.pieces)
@@ -1848,8 +1889,10 @@ void TokenizerImpl::encodeNormalized(std::string_view text, bool atStart,
     s.arena.clear();
 }
 
-void TokenizerImpl::encodeSection(std::string_view section, bool atStart,
-                                  std::vector<std::int32_t> &out, Scratch &s) const
+void TokenizerImpl::encodeSection(std::string_view section,
+                                  bool atStart,
+                                  std::vector<std::int32_t> &out,
+                                  Scratch &s) const
 {
     if (section.empty())
         return;
@@ -1912,13 +1955,14 @@ std::vector<std::int32_t> TokenizerImpl::encode(std::string_view input, bool add
                 return toCodePoints(text.substr(b, end - b)).front();
             };
             const bool startOk = start == 0 || !isWordChar(lastChar(start));
-            const bool stopOk = stop == text.size()
-                                || !isWordChar(toCodePoints(text.substr(stop, 4)).front());
+            const bool stopOk
+                = stop == text.size() || !isWordChar(toCodePoints(text.substr(stop, 4)).front());
             if (!startOk || !stopOk)
                 continue;
         }
         if (token.lstrip) {
-            const std::u32string before = toCodePoints(text.substr(sectionStart, start - sectionStart));
+            const std::u32string before
+                = toCodePoints(text.substr(sectionStart, start - sectionStart));
             std::size_t k = before.size();
             while (k > 0 && isWhiteSpace(before[k - 1]))
                 --k;
@@ -1937,7 +1981,8 @@ std::vector<std::int32_t> TokenizerImpl::encode(std::string_view input, bool add
             searchFrom = stop;
         }
         if (start > sectionStart)
-            encodeSection(text.substr(sectionStart, start - sectionStart), sectionStart == 0, ids, s);
+            encodeSection(
+                text.substr(sectionStart, start - sectionStart), sectionStart == 0, ids, s);
         ids.push_back(token.id);
         sectionStart = stop;
     }
@@ -2012,7 +2057,8 @@ std::string TokenizerImpl::decode(std::span<const std::int32_t> ids, bool skipSp
                 continue;
             tokens.push_back(t.content);
         } else {
-            if (m_idToToken[static_cast<std::size_t>(id)].empty() && !m_vocab.contains(std::string()))
+            if (m_idToToken[static_cast<std::size_t>(id)].empty()
+                && !m_vocab.contains(std::string()))
                 continue; // a hole in the id range
             tokens.push_back(m_idToToken[static_cast<std::size_t>(id)]);
         }
@@ -2129,7 +2175,7 @@ std::string TokenizerImpl::decode(std::span<const std::int32_t> ids, bool skipSp
 
 Tokenizer::Tokenizer()
     : d(std::make_unique<TokenizerImpl>())
-{}
+{ }
 
 Tokenizer::~Tokenizer() = default;
 
@@ -2137,11 +2183,11 @@ Expected<std::shared_ptr<Tokenizer>> Tokenizer::fromFile(const QString &path)
 {
     QFile file(path);
     if (!file.open(QIODevice::ReadOnly)) {
-        return unexpected(fail(ErrorCode::Io,
-                               QStringLiteral("cannot open tokenizer: %1").arg(file.errorString()))
-                              .inFile(path)
-                              .withHint(QStringLiteral("check the path; a Hugging Face model folder "
-                                                       "has its tokenizer in tokenizer.json")));
+        return unexpected(
+            fail(ErrorCode::Io, QStringLiteral("cannot open tokenizer: %1").arg(file.errorString()))
+                .inFile(path)
+                .withHint(QStringLiteral("check the path; a Hugging Face model folder "
+                                         "has its tokenizer in tokenizer.json")));
     }
     const QByteArray json = file.readAll();
     auto tokenizer = fromJson(json, path);

