@@ -38,15 +38,14 @@ public:
 
     void forward(const float *x, std::int64_t m, float *y) const override
     {
-        const Prim &p = primitiveFor(m);
-        dnnl::memory src(p.srcMd, cpuEngine(), const_cast<float *>(x));
-        dnnl::memory dst(p.dstMd, cpuEngine(), y);
-        std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, m_weights}, {DNNL_ARG_DST, dst}};
-        if (!m_b.empty())
-            args.emplace(DNNL_ARG_BIAS, m_bias);
-        dnnl::stream stream(cpuEngine());
-        p.prim.execute(stream, args);
-        stream.wait();
+        // One primitive per batch size, with its memory objects and argument map kept, so a
+        // call costs a data-handle update and an execute (this matters at m = 1, decoding).
+        std::lock_guard lock(m_mutex);
+        Prim &p = primitiveFor(m);
+        p.src.set_data_handle(const_cast<float *>(x));
+        p.dst.set_data_handle(y);
+        p.prim.execute(stream(), p.args);
+        stream().wait();
     }
 
     std::int64_t inFeatures() const override { return m_w.cols; }
@@ -57,12 +56,19 @@ private:
     struct Prim
     {
         dnnl::memory::desc srcMd, dstMd;
+        dnnl::memory src, dst;
         dnnl::matmul prim;
+        std::unordered_map<int, dnnl::memory> args;
     };
 
-    const Prim &primitiveFor(std::int64_t m) const
+    static dnnl::stream &stream()
     {
-        std::lock_guard lock(m_mutex);
+        thread_local dnnl::stream s(cpuEngine());
+        return s;
+    }
+
+    Prim &primitiveFor(std::int64_t m) const
+    {
         auto it = m_prims.find(m);
         if (it != m_prims.end())
             return it->second;
@@ -74,6 +80,11 @@ private:
         auto desc = m_b.empty() ? dnnl::matmul::desc(p.srcMd, m_weightsMd, p.dstMd)
                                 : dnnl::matmul::desc(p.srcMd, m_weightsMd, m_biasMd, p.dstMd);
         p.prim = dnnl::matmul(dnnl::matmul::primitive_desc(desc, cpuEngine()));
+        p.src = dnnl::memory(p.srcMd, cpuEngine(), DNNL_MEMORY_NONE);
+        p.dst = dnnl::memory(p.dstMd, cpuEngine(), DNNL_MEMORY_NONE);
+        p.args = {{DNNL_ARG_SRC, p.src}, {DNNL_ARG_WEIGHTS, m_weights}, {DNNL_ARG_DST, p.dst}};
+        if (!m_b.empty())
+            p.args.emplace(DNNL_ARG_BIAS, m_bias);
         return m_prims.emplace(m, std::move(p)).first->second;
     }
 
