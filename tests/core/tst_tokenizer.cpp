@@ -122,6 +122,8 @@ private slots:
     void wikiFull();
     void properties_data();
     void properties();
+    void variants_data();
+    void variants();
 
     void regexFallbackMatchesBuiltin_data();
     void regexFallbackMatchesBuiltin();
@@ -136,6 +138,8 @@ private:
     const Tokenizer &tokenizer(const QString &name);
     const QJsonObject &expected(const QString &name);
     void addCaseRows();
+
+    const Tokenizer &variantTokenizer(const QString &name, const QJsonObject &variant);
 
     std::map<QString, std::shared_ptr<Tokenizer>> m_tokenizers;
     std::map<QString, QJsonObject> m_expected;
@@ -352,6 +356,74 @@ void TestTokenizer::properties()
     QCOMPARE(tok.tokenToId("no such token \x01"), -1);
     QCOMPARE(tok.idToToken(-1), std::string());
     QCOMPARE(tok.idToToken(vocabSize), std::string());
+}
+
+// The real vocabularies with some sections of tokenizer.json replaced, as recorded in the
+// expected file: layouts of other checkpoints (Mistral's Metaspace pre-tokenizer, Meta's
+// Llama-3 post-processor that adds <|begin_of_text|>).
+const Tokenizer &TestTokenizer::variantTokenizer(const QString &name, const QJsonObject &variant)
+{
+    const QString key = name + QLatin1Char('/') + variant.value(QStringLiteral("name")).toString();
+    auto it = m_tokenizers.find(key);
+    if (it == m_tokenizers.end()) {
+        QJsonObject root
+            = QJsonDocument::fromJson(bitsmith::test::readAll(tokenizerPath(name))).object();
+        const QJsonObject replace = variant.value(QStringLiteral("replace")).toObject();
+        for (auto r = replace.begin(); r != replace.end(); ++r)
+            root.insert(r.key(), r.value());
+        auto loaded = Tokenizer::fromJson(QJsonDocument(root).toJson(QJsonDocument::Compact), key);
+        if (!loaded)
+            qFatal("loading %s failed: %s", qPrintable(key), qPrintable(loaded.error().toString()));
+        it = m_tokenizers.emplace(key, *loaded).first;
+    }
+    return *it->second;
+}
+
+void TestTokenizer::variants_data()
+{
+    QTest::addColumn<QString>("name");
+    QTest::addColumn<int>("variant");
+    QTest::addColumn<int>("index");
+    for (const char *name : kNames) {
+        const QJsonArray variants
+            = expected(QLatin1String(name)).value(QStringLiteral("variants")).toArray();
+        for (int v = 0; v < variants.size(); ++v) {
+            const QJsonObject variant = variants[v].toObject();
+            const QJsonArray cases = variant.value(QStringLiteral("cases")).toArray();
+            for (int i = 0; i < cases.size(); ++i) {
+                const QString row
+                    = QStringLiteral("%1/%2/%3")
+                          .arg(QLatin1String(name),
+                               variant.value(QStringLiteral("name")).toString(),
+                               cases[i].toObject().value(QStringLiteral("name")).toString());
+                QTest::newRow(qPrintable(row)) << QString::fromLatin1(name) << v << i;
+            }
+        }
+    }
+}
+
+void TestTokenizer::variants()
+{
+    QFETCH(QString, name);
+    QFETCH(int, variant);
+    QFETCH(int, index);
+    const QJsonObject exp = expected(name);
+    const QJsonObject v = exp.value(QStringLiteral("variants")).toArray().at(variant).toObject();
+    const Tokenizer &tok = variantTokenizer(name, v);
+    const QJsonObject c = v.value(QStringLiteral("cases")).toArray().at(index).toObject();
+    // The texts are those of the main cases, matched by name.
+    QString text;
+    for (const QJsonValue &m : exp.value(QStringLiteral("cases")).toArray()) {
+        if (m.toObject().value(QStringLiteral("name")) == c.value(QStringLiteral("name")))
+            text = m.toObject().value(QStringLiteral("text")).toString();
+    }
+    const std::vector<std::int32_t> want = toIds(c.value(QStringLiteral("ids")).toArray());
+    const std::vector<std::int32_t> got = tok.encode(toStd(text), false);
+    QVERIFY2(got == want, qPrintable(describeMismatch(tok, got, want)));
+    const std::vector<std::int32_t> wantSpecial
+        = toIds(c.value(QStringLiteral("idsWithSpecial")).toArray());
+    const std::vector<std::int32_t> gotSpecial = tok.encode(toStd(text), true);
+    QVERIFY2(gotSpecial == wantSpecial, qPrintable(describeMismatch(tok, gotSpecial, wantSpecial)));
 }
 
 // The Llama-3/Qwen2 regexes are matched by hand-written code; the same pattern with a no-op
