@@ -40,3 +40,30 @@ function(bitsmith_add_test name)
   endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT} ENVIRONMENT "${_env}" LABELS "${ARG_LABELS}")
 endfunction()
+
+# bitsmith_add_plugin(name ID id NAME "Display name" CATEGORY quantization SOURCES ... [SDK_VERSION n])
+# A technique plugin: a Qt plugin linking only the core SDK, with its metadata JSON generated
+# here (read by the loader before the library is loaded). Built into <build>/plugins and
+# installed into lib/bitsmith/plugins.
+function(bitsmith_add_plugin name)
+  cmake_parse_arguments(ARG "" "ID;NAME;CATEGORY;SDK_VERSION;OUTPUT_DIR" "SOURCES" ${ARGN})
+  if(NOT ARG_SDK_VERSION)
+    set(ARG_SDK_VERSION ${BITSMITH_SDK_VERSION})
+  endif()
+  if(NOT ARG_OUTPUT_DIR)
+    set(ARG_OUTPUT_DIR ${BITSMITH_PLUGIN_BUILD_DIR})
+  endif()
+  set(_meta_dir ${CMAKE_CURRENT_BINARY_DIR}/${name}_meta)
+  file(MAKE_DIRECTORY ${_meta_dir})
+  file(WRITE ${_meta_dir}/plugin.json
+    "{ \"id\": \"${ARG_ID}\", \"name\": \"${ARG_NAME}\", \"category\": \"${ARG_CATEGORY}\", \"sdkVersion\": ${ARG_SDK_VERSION} }\n")
+  add_library(${name} MODULE ${ARG_SOURCES})
+  bitsmith_target_defaults(${name})
+  target_include_directories(${name} PRIVATE ${_meta_dir})
+  target_link_libraries(${name} PRIVATE bitsmith_core)
+  set_target_properties(${name} PROPERTIES PREFIX "" LIBRARY_OUTPUT_DIRECTORY ${ARG_OUTPUT_DIR}
+                        AUTOMOC_DEPEND_FILTERS "Q_PLUGIN_METADATA;\"FILE\"[ ]*\"([^\"]+)\"")
+  if(ARG_OUTPUT_DIR STREQUAL BITSMITH_PLUGIN_BUILD_DIR)
+    install(TARGETS ${name} LIBRARY DESTINATION lib/bitsmith/plugins)
+  endif()
+endfunction()

@@ -2,8 +2,14 @@
 #include "model.h"
 
 #include <QCoreApplication>
+#include <QCryptographicHash>
 #include <QDir>
 #include <QFileInfo>
+
+#include "core/kernels/packedweights.h"
+
+#include <QJsonDocument>
+#include <QJsonObject>
 
 #include <cstring>
 #include <set>
@@ -96,6 +102,115 @@ MatrixView Model::weight(const QString &name) const
     return {};
 }
 
+const QuantizedLayer *Model::quantizedLayer(const QString &tensorName) const
+{
+    for (const QuantizedLayer &q : m_quantized)
+        if (q.tensor == tensorName)
+            return &q;
+    return nullptr;
+}
+
+std::shared_ptr<Model> Model::cloneMutable() const
+{
+    std::shared_ptr<Model> m(new Model);
+    m->m_folder = m_folder;
+    m->m_config = m_config;
+    m->m_tokenizer = m_tokenizer;
+    m->m_files = m_files;
+    m->m_weights = m_weights;
+    m->m_quantized = m_quantized;
+    m->m_mutable = true;
+    std::map<const float *, const float *> remap;
+    for (const auto &[name, view] : m_views) {
+        const auto count = static_cast<std::size_t>(view.rows * view.cols);
+        auto buf = std::make_unique_for_overwrite<float[]>(count);
+        std::copy_n(view.data, count, buf.get());
+        MatrixView copy = view;
+        copy.data = buf.get();
+        remap[view.data] = copy.data;
+        m->m_views.emplace_back(name, copy);
+        m->m_owned.push_back(std::move(buf));
+    }
+    auto map = [&](MatrixView v) {
+        if (v.data)
+            v.data = remap.at(v.data);
+        return v;
+    };
+    m->m_embedding = map(m_embedding);
+    m->m_finalNorm = map(m_finalNorm);
+    m->m_lmHead = map(m_lmHead);
+    for (const BlockWeights &b : m_blocks) {
+        BlockWeights c = b;
+        for (MatrixView *v : {&c.attnNorm, &c.q, &c.k, &c.v, &c.o, &c.qBias, &c.kBias, &c.vBias, &c.oBias, &c.mlpNorm,
+                              &c.gate, &c.up, &c.down, &c.gateBias, &c.upBias, &c.downBias})
+            *v = map(*v);
+        m->m_blocks.push_back(c);
+    }
+    return m;
+}
+
+float *Model::mutableWeight(const QString &name)
+{
+    if (!m_mutable)
+        return nullptr;
+    return const_cast<float *>(weight(name).data);
+}
+
+Expected<void> Model::setQuantized(const QString &tensorName, QuantizedTensor weights, Execution execution)
+{
+    float *data = mutableWeight(tensorName);
+    const MatrixView view = weight(tensorName);
+    if (!data || view.rows != weights.rows || view.cols != weights.cols)
+        return unexpected(fail(ErrorCode::Internal, QStringLiteral("cannot record a quantized form for this tensor"))
+                              .forTensor(tensorName));
+    weights.dequantize(data);
+    for (WeightInfo &w : m_weights) {
+        if (w.name != tensorName)
+            continue;
+        w.storedBytes = (weights.storageBits() + 7) / 8;
+        w.bitsPerWeight = weights.bitsPerWeight();
+        w.format = quantFormatName(weights.format, execution);
+    }
+    for (QuantizedLayer &q : m_quantized) {
+        if (q.tensor == tensorName) {
+            q.weights = std::move(weights);
+            q.execution = execution;
+            return {};
+        }
+    }
+    m_quantized.push_back({tensorName, std::move(weights), execution});
+    return {};
+}
+
+QString Model::weightsHash() const
+{
+    if (!m_hash.isEmpty())
+        return m_hash;
+    QCryptographicHash hash(QCryptographicHash::Sha256);
+    for (const TensorRecord *rec : m_files->tensors()) {
+        hash.addData(rec->name.toUtf8());
+        hash.addData(QByteArrayView(reinterpret_cast<const char *>(rec->data), static_cast<qsizetype>(rec->nbytes)));
+    }
+    m_hash = QStringLiteral("sha256:") + QString::fromLatin1(hash.result().toHex());
+    return m_hash;
+}
+
+QString quantFormatName(const QuantFormat &f, Execution execution)
+{
+    if (execution == Execution::W8A8)
+        return QStringLiteral("w8a8");
+    QString s = QStringLiteral("q%1").arg(f.bits);
+    if (f.groupSize > 0)
+        s += QStringLiteral(" g%1").arg(f.groupSize);
+    else if (f.groupSize == 0)
+        s += QStringLiteral(" per-channel");
+    else
+        s += QStringLiteral(" per-tensor");
+    if (f.symmetric)
+        s += QStringLiteral(" sym");
+    return s;
+}
+
 static QString shapeString(const std::vector<std::int64_t> &shape)
 {
     QStringList parts;
@@ -104,9 +219,125 @@ static QString shapeString(const std::vector<std::int64_t> &shape)
     return QLatin1Char('[') + parts.join(QStringLiteral(", ")) + QLatin1Char(']');
 }
 
+Expected<void> Model::readQuantizationConfig()
+{
+    const QString path = QDir(m_folder).filePath(QStringLiteral("config.json"));
+    QFile f(path);
+    if (!f.open(QIODevice::ReadOnly))
+        return {};
+    const QJsonObject qc = QJsonDocument::fromJson(f.readAll()).object().value(QLatin1String("quantization_config")).toObject();
+    if (qc.isEmpty())
+        return {};
+    const QString method = qc.value(QLatin1String("quant_method")).toString();
+    if (method != QLatin1String("bitsmith"))
+        return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("quantization method '%1' is not supported").arg(method))
+                              .inFile(path)
+                              .forParameter(QStringLiteral("quantization_config"))
+                              .withHint(QStringLiteral("Bitsmith loads dense checkpoints and its own compressed folders")));
+    const int version = qc.value(QLatin1String("format_version")).toInt(0);
+    if (version != PackedWeights::kPackedLayoutVersion)
+        return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("compressed format version %1 (this Bitsmith reads %2)")
+                                                           .arg(version)
+                                                           .arg(PackedWeights::kPackedLayoutVersion))
+                              .inFile(path)
+                              .withHint(QStringLiteral("recompress the model with this Bitsmith")));
+    const QJsonObject layers = qc.value(QLatin1String("layers")).toObject();
+    for (auto it = layers.begin(); it != layers.end(); ++it) {
+        const QJsonObject l = it.value().toObject();
+        StoredQuantization sq;
+        sq.format.bits = l.value(QLatin1String("bits")).toInt(0);
+        sq.format.groupSize = l.value(QLatin1String("group_size")).toInt(-2);
+        sq.format.symmetric = l.value(QLatin1String("sym")).toBool(false);
+        sq.actOrder = l.value(QLatin1String("act_order")).toBool(false);
+        sq.execution = l.value(QLatin1String("execution")).toString() == QLatin1String("w8a8") ? Execution::W8A8 : Execution::WeightOnly;
+        if (sq.format.bits < 2 || sq.format.bits > 8 || sq.format.groupSize < -1)
+            return unexpected(fail(ErrorCode::Format, QStringLiteral("invalid quantization entry (bits %1, group_size %2)")
+                                                          .arg(sq.format.bits)
+                                                          .arg(sq.format.groupSize))
+                                  .inFile(path)
+                                  .forLayer(it.key()));
+        m_storedQuantization.emplace(it.key() + QStringLiteral(".weight"), sq);
+    }
+    return {};
+}
+
+Expected<MatrixView> Model::bindQuantized(const QString &name, WeightRole role, int block,
+                                          const std::vector<std::int64_t> &shape)
+{
+    const StoredQuantization &sq = m_storedQuantization.at(name);
+    const QString base = name.chopped(7);
+    auto need = [&](const QString &suffix, DType dtype) -> Expected<const TensorRecord *> {
+        const TensorRecord *rec = m_files->find(base + suffix);
+        if (!rec)
+            return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("missing tensor of a quantized layer"))
+                                  .inFile(m_folder)
+                                  .forTensor(base + suffix)
+                                  .withHint(QStringLiteral("the compressed folder is incomplete; compress the model again")));
+        if (rec->dtype != dtype)
+            return unexpected(fail(ErrorCode::Format, QStringLiteral("tensor has dtype %1, expected %2")
+                                                          .arg(QLatin1String(dtypeName(rec->dtype)), QLatin1String(dtypeName(dtype))))
+                                  .inFile(rec->file)
+                                  .forTensor(rec->name));
+        m_auxiliaryTensors.insert(rec->name);
+        return rec;
+    };
+    auto codes = need(QStringLiteral(".qweight"), DType::U8);
+    if (!codes)
+        return unexpected(codes.error());
+    auto scales = need(QStringLiteral(".scales"), DType::F16);
+    if (!scales)
+        return unexpected(scales.error());
+    const std::int64_t rows = shape[0], cols = shape[1];
+    const std::size_t nScales = (*scales)->nbytes / 2;
+    std::vector<float> scaleValues(nScales);
+    convertToFloat(DType::F16, (*scales)->data, nScales, scaleValues.data());
+    std::vector<float> zeroValues;
+    if (!sq.format.symmetric) {
+        auto zeros = need(QStringLiteral(".qzeros"), DType::U8);
+        if (!zeros)
+            return unexpected(zeros.error());
+        for (std::size_t i = 0; i < (*zeros)->nbytes; ++i)
+            zeroValues.push_back(static_cast<float>(static_cast<std::uint8_t>((*zeros)->data[i])));
+    }
+    std::vector<std::int32_t> groupIndex;
+    if (sq.actOrder) {
+        auto gi = need(QStringLiteral(".g_idx"), DType::I32);
+        if (!gi)
+            return unexpected(gi.error());
+        groupIndex.resize((*gi)->nbytes / 4);
+        std::memcpy(groupIndex.data(), (*gi)->data, (*gi)->nbytes);
+    }
+    auto packed = PackedWeights::fromPacked(rows, cols, sq.format,
+                                            std::span(reinterpret_cast<const std::uint8_t *>((*codes)->data), (*codes)->nbytes),
+                                            std::move(scaleValues), std::move(zeroValues), std::move(groupIndex));
+    if (!packed)
+        return unexpected(std::move(packed.error()).inFile((*codes)->file).forTensor(base + QStringLiteral(".qweight")));
+    QuantizedTensor qt = packed->unpack();
+    auto buf = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(rows * cols));
+    qt.dequantize(buf.get());
+    MatrixView view{buf.get(), rows, cols};
+    m_owned.push_back(std::move(buf));
+    WeightInfo info;
+    info.name = name;
+    info.role = role;
+    info.block = block;
+    info.shape = shape;
+    info.storedType = DType::U8;
+    info.parameters = rows * cols;
+    info.storedBytes = (qt.storageBits() + 7) / 8;
+    info.bitsPerWeight = qt.bitsPerWeight();
+    info.format = quantFormatName(qt.format, sq.execution);
+    m_weights.push_back(std::move(info));
+    m_views.emplace_back(name, view);
+    m_quantized.push_back({name, std::move(qt), sq.execution});
+    return view;
+}
+
 Expected<MatrixView> Model::bind(const QString &name, WeightRole role, int block, std::vector<std::int64_t> shape,
                                  bool optional)
 {
+    if (m_storedQuantization.count(name))
+        return bindQuantized(name, role, block, shape);
     const TensorRecord *rec = m_files->find(name);
     if (!rec) {
         if (optional)
@@ -146,6 +377,8 @@ Expected<MatrixView> Model::bind(const QString &name, WeightRole role, int block
     info.storedType = rec->dtype;
     info.parameters = rec->numel();
     info.storedBytes = static_cast<std::int64_t>(rec->nbytes);
+    info.format = QString::fromLatin1(dtypeName(rec->dtype));
+    info.bitsPerWeight = 8.0 * static_cast<double>(dtypeSize(rec->dtype));
     m_weights.push_back(std::move(info));
     m_views.emplace_back(name, view);
     return view;
@@ -173,6 +406,8 @@ Expected<std::shared_ptr<Model>> Model::load(const QString &folderOrName, Feedba
     if (!files)
         return unexpected(files.error());
     m->m_files = *files;
+    if (auto q = m->readQuantizationConfig(); !q)
+        return unexpected(q.error());
 
     const QString tokPath = QDir(folder).filePath(QStringLiteral("tokenizer.json"));
     if (QFileInfo::exists(tokPath)) {
@@ -258,7 +493,8 @@ Expected<std::shared_ptr<Model>> Model::load(const QString &folderOrName, Feedba
     for (const auto &w : m->m_weights)
         known.insert(w.name);
     for (const TensorRecord *rec : m->m_files->tensors()) {
-        if (known.count(rec->name) || rec->name.endsWith(QLatin1String("rotary_emb.inv_freq")))
+        if (known.count(rec->name) || m->m_auxiliaryTensors.count(rec->name)
+            || rec->name.endsWith(QLatin1String("rotary_emb.inv_freq")))
             continue;
         if (c.tieWordEmbeddings && rec->name == QLatin1String("lm_head.weight"))
             continue;

@@ -9,11 +9,14 @@
 #include "modelconfig.h"
 #include "safetensors.h"
 #include "tokenizer.h"
+#include "quant/quantizedtensor.h"
 
 #include <QString>
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <set>
 #include <vector>
 
 namespace bitsmith::core {
@@ -41,7 +44,9 @@ enum class WeightRole {
     LmHead,
 };
 
-const char *weightRoleName(WeightRole r); // "attn.q", "mlp.gate", "embedding", ...
+const char *weightRoleName(WeightRole r);
+// "q4 g128", "q3 g64 sym", "q8 per-channel", "w8a8"
+QString quantFormatName(const QuantFormat &format, Execution execution); // "attn.q", "mlp.gate", "embedding", ...
 bool isLinearRole(WeightRole r);
 
 struct WeightInfo
@@ -52,7 +57,18 @@ struct WeightInfo
     std::vector<std::int64_t> shape;
     DType storedType = DType::F32;
     std::int64_t parameters = 0;
-    std::int64_t storedBytes = 0;
+    std::int64_t storedBytes = 0; // as stored: packed codes + scales + zeros for quantized layers
+    QString format;               // "BF16", "F32", or e.g. "q4 g128", "q3 g64 sym", "w8a8"
+    double bitsPerWeight = 0.0;   // storedBytes * 8 / parameters
+};
+
+// A linear layer stored quantized (a compressed model folder). The Model also keeps its
+// dequantized f32 values, so every f32 consumer (views, statistics) keeps working.
+struct QuantizedLayer
+{
+    QString tensor; // "model.layers.0.self_attn.q_proj.weight"
+    QuantizedTensor weights;
+    Execution execution = Execution::WeightOnly;
 };
 
 // A float32 row-major matrix (vectors have rows == 1). Points into the mapped file or into a
@@ -101,10 +117,42 @@ public:
     // The f32 view of any weight by checkpoint name (empty view if unknown).
     MatrixView weight(const QString &name) const;
 
+    // The quantized form of a linear weight (by tensor name), or null if it is dense.
+    const QuantizedLayer *quantizedLayer(const QString &tensorName) const;
+    const std::vector<QuantizedLayer> &quantizedLayers() const { return m_quantized; }
+
+    // A copy whose every weight is an owned f32 buffer that can be edited in place (compression
+    // works on such a copy; kernels built over it see the edits). Quantized layers stay recorded.
+    std::shared_ptr<Model> cloneMutable() const;
+    bool isMutable() const { return m_mutable; }
+    // Writable data of a weight of a mutable model (null otherwise or if unknown).
+    float *mutableWeight(const QString &name);
+    // Records a quantized form for a linear weight of a mutable model and writes its dequantized
+    // values into the f32 weight (so the model computes what the quantized layer computes).
+    Expected<void> setQuantized(const QString &tensorName, QuantizedTensor weights, Execution execution);
+
+    // The checkpoint's tensors as stored (memory-mapped).
+    const SafetensorsCollection &files() const { return *m_files; }
+
+    // SHA-256 of all weight bytes as stored, "sha256:<hex>" (computed once).
+    QString weightsHash() const;
+
 private:
     Model() = default;
     Expected<MatrixView> bind(const QString &name, WeightRole role, int block, std::vector<std::int64_t> shape,
                               bool optional);
+    Expected<MatrixView> bindQuantized(const QString &name, WeightRole role, int block,
+                                       const std::vector<std::int64_t> &shape);
+    Expected<void> readQuantizationConfig();
+
+    struct StoredQuantization
+    {
+        QuantFormat format;
+        bool actOrder = false;
+        Execution execution = Execution::WeightOnly;
+    };
+    std::map<QString, StoredQuantization> m_storedQuantization; // by tensor name
+    std::set<QString> m_auxiliaryTensors; // .qweight/.scales/... consumed by quantized layers
 
     QString m_folder;
     ModelConfig m_config;
@@ -115,6 +163,9 @@ private:
     std::vector<std::pair<QString, MatrixView>> m_views;
     MatrixView m_embedding, m_finalNorm, m_lmHead;
     std::vector<BlockWeights> m_blocks;
+    std::vector<QuantizedLayer> m_quantized;
+    bool m_mutable = false;
+    mutable QString m_hash;
 };
 
 } // namespace bitsmith::core

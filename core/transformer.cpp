@@ -3,6 +3,9 @@
 // softmax in f32, SwiGLU = down(silu(gate(x)) * up(x)).
 #include "transformer.h"
 
+#include "core/kernels/int8linear.h"
+#include "core/kernels/packedlinear.h"
+
 #include <Eigen/Core>
 
 #include <cmath>
@@ -28,23 +31,44 @@ void rmsNorm(const float *x, const float *weight, std::int64_t rows, std::int64_
     }
 }
 
-Transformer::Transformer(std::shared_ptr<const Model> model, LinearBackend backend)
+Transformer::Transformer(std::shared_ptr<const Model> model, LinearBackend backend, bool quantizedKernels)
     : m_model(std::move(model))
 {
+    // A layer recorded as quantized runs on its quantized kernel (packed b-bit weights or
+    // int8 W8A8); every other one on the dense f32 backend.
+    auto kernel = [&](const QString &tensor, const MatrixView &w, const MatrixView &b) -> std::unique_ptr<LinearKernel> {
+        const QuantizedLayer *q = quantizedKernels ? m_model->quantizedLayer(tensor) : nullptr;
+        if (q && q->execution == Execution::W8A8) {
+            if (auto k = makeInt8Linear(q->weights, b.data); k)
+                return std::move(*k);
+        } else if (q) {
+            if (auto packed = PackedWeights::pack(q->weights); packed)
+                return makePackedLinear(std::make_shared<const PackedWeights>(std::move(*packed)), b.data);
+        }
+        return makeDenseLinear(w, b, backend); // dense, or a quantized form no kernel accepts (exact anyway)
+    };
+    int i = 0;
     for (const BlockWeights &b : m_model->blocks()) {
+        const QString p = QStringLiteral("model.layers.%1.").arg(i++);
         BlockKernels k;
-        k.q = makeDenseLinear(b.q, b.qBias, backend);
-        k.k = makeDenseLinear(b.k, b.kBias, backend);
-        k.v = makeDenseLinear(b.v, b.vBias, backend);
-        k.o = makeDenseLinear(b.o, b.oBias, backend);
-        k.gate = makeDenseLinear(b.gate, b.gateBias, backend);
-        k.up = makeDenseLinear(b.up, b.upBias, backend);
-        k.down = makeDenseLinear(b.down, b.downBias, backend);
+        k.q = kernel(p + QStringLiteral("self_attn.q_proj.weight"), b.q, b.qBias);
+        k.k = kernel(p + QStringLiteral("self_attn.k_proj.weight"), b.k, b.kBias);
+        k.v = kernel(p + QStringLiteral("self_attn.v_proj.weight"), b.v, b.vBias);
+        k.o = kernel(p + QStringLiteral("self_attn.o_proj.weight"), b.o, b.oBias);
+        k.gate = kernel(p + QStringLiteral("mlp.gate_proj.weight"), b.gate, b.gateBias);
+        k.up = kernel(p + QStringLiteral("mlp.up_proj.weight"), b.up, b.upBias);
+        k.down = kernel(p + QStringLiteral("mlp.down_proj.weight"), b.down, b.downBias);
         m_blocks.push_back(std::move(k));
     }
-    m_head = makeDenseLinear(m_model->lmHead(), {}, backend);
+    m_head = kernel(QStringLiteral("lm_head.weight"), m_model->lmHead(), {});
+    initRope();
+}
+
+void Transformer::initRope()
+{
     const int hd = m_model->config().headDim;
     const float base = static_cast<float>(m_model->config().ropeTheta);
+    m_invFreq.clear();
     for (int i = 0; i < hd / 2; ++i) // computed in f32 like transformers' default rope
         m_invFreq.push_back(1.0f / std::pow(base, static_cast<float>(2 * i) / static_cast<float>(hd)));
 }
@@ -55,10 +79,7 @@ Transformer::Transformer(std::shared_ptr<const Model> model, std::vector<BlockKe
     , m_blocks(std::move(blocks))
     , m_head(std::move(head))
 {
-    const int hd = m_model->config().headDim;
-    const float base = static_cast<float>(m_model->config().ropeTheta);
-    for (int i = 0; i < hd / 2; ++i)
-        m_invFreq.push_back(1.0f / std::pow(base, static_cast<float>(2 * i) / static_cast<float>(hd)));
+    initRope();
 }
 
 KVCache Transformer::makeCache(int capacity) const
@@ -132,7 +153,7 @@ void Transformer::attention(int layer, const float *q, std::int64_t t, KVCache &
 }
 
 Expected<void> Transformer::forward(std::span<const std::int32_t> tokens, KVCache &cache, std::vector<float> &logits,
-                                    bool lastOnly) const
+                                    bool lastOnly, LinearInputHook *hook) const
 {
     const ModelConfig &c = m_model->config();
     const auto t = static_cast<std::int64_t>(tokens.size());
@@ -154,51 +175,77 @@ Expected<void> Transformer::forward(std::span<const std::int32_t> tokens, KVCach
             return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("token id %1 outside the vocabulary of %2")
                                                                    .arg(id)
                                                                    .arg(c.vocabSize)));
+    const std::int64_t h = c.hiddenSize;
+    std::vector<float> x(static_cast<std::size_t>(t * h));
+    embed(tokens, x.data());
+    for (int l = 0; l < static_cast<int>(m_blocks.size()); ++l)
+        runBlock(l, x.data(), t, cache, hook);
+    cache.length += static_cast<int>(t);
+    const std::int64_t rows = lastOnly ? 1 : t;
+    head(x.data() + (t - rows) * h, rows, logits);
+    return {};
+}
+
+void Transformer::embed(std::span<const std::int32_t> tokens, float *x) const
+{
+    const std::int64_t h = m_model->config().hiddenSize;
+    const MatrixView &emb = m_model->embedding();
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+        std::copy_n(emb.data + static_cast<std::int64_t>(tokens[i]) * h, h, x + static_cast<std::int64_t>(i) * h);
+}
+
+void Transformer::runBlock(int layer, float *x, std::int64_t t, KVCache &cache, LinearInputHook *hook) const
+{
+    const ModelConfig &c = m_model->config();
     const std::int64_t h = c.hiddenSize, qDim = static_cast<std::int64_t>(c.numHeads) * c.headDim;
     const std::int64_t kvDim = static_cast<std::int64_t>(c.numKvHeads) * c.headDim, inter = c.intermediateSize;
     const auto eps = static_cast<float>(c.rmsNormEps);
-
-    std::vector<float> x(static_cast<std::size_t>(t * h)), xn(x.size()), tmp(x.size());
+    const auto n = static_cast<std::size_t>(t * h);
+    std::vector<float> xn(n), tmp(n);
     std::vector<float> q(static_cast<std::size_t>(t * qDim)), att(q.size());
     std::vector<float> gate(static_cast<std::size_t>(t * inter)), up(gate.size());
-    const MatrixView &emb = m_model->embedding();
-    for (std::int64_t i = 0; i < t; ++i)
-        std::copy_n(emb.data + static_cast<std::int64_t>(tokens[static_cast<std::size_t>(i)]) * h, h, x.data() + i * h);
-
-    for (std::size_t l = 0; l < m_blocks.size(); ++l) {
-        const BlockWeights &w = m_model->blocks()[l];
-        const BlockKernels &k = m_blocks[l];
-        rmsNorm(x.data(), w.attnNorm.data, t, h, eps, xn.data());
-        k.q->forward(xn.data(), t, q.data());
-        float *kRows = cache.keys[l].data() + static_cast<std::int64_t>(cache.length) * kvDim;
-        float *vRows = cache.values[l].data() + static_cast<std::int64_t>(cache.length) * kvDim;
-        k.k->forward(xn.data(), t, kRows);
-        k.v->forward(xn.data(), t, vRows);
-        rope(q.data(), t, c.numHeads, cache.length);
-        rope(kRows, t, c.numKvHeads, cache.length);
-        attention(static_cast<int>(l), q.data(), t, cache, att.data());
-        k.o->forward(att.data(), t, tmp.data());
-        for (std::size_t i = 0; i < x.size(); ++i)
-            x[i] += tmp[i];
-        rmsNorm(x.data(), w.mlpNorm.data, t, h, eps, xn.data());
-        k.gate->forward(xn.data(), t, gate.data());
-        k.up->forward(xn.data(), t, up.data());
-        for (std::size_t i = 0; i < gate.size(); ++i) {
-            const float g = gate[i];
-            gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-        }
-        k.down->forward(gate.data(), t, tmp.data());
-        for (std::size_t i = 0; i < x.size(); ++i)
-            x[i] += tmp[i];
+    const auto l = static_cast<std::size_t>(layer);
+    const BlockWeights &w = m_model->blocks()[l];
+    const BlockKernels &k = m_blocks[l];
+    rmsNorm(x, w.attnNorm.data, t, h, eps, xn.data());
+    if (hook)
+        hook->onLinearInput(layer, WeightRole::LinearQ, xn.data(), t, h);
+    k.q->forward(xn.data(), t, q.data());
+    float *kRows = cache.keys[l].data() + static_cast<std::int64_t>(cache.length) * kvDim;
+    float *vRows = cache.values[l].data() + static_cast<std::int64_t>(cache.length) * kvDim;
+    k.k->forward(xn.data(), t, kRows);
+    k.v->forward(xn.data(), t, vRows);
+    rope(q.data(), t, c.numHeads, cache.length);
+    rope(kRows, t, c.numKvHeads, cache.length);
+    attention(layer, q.data(), t, cache, att.data());
+    if (hook)
+        hook->onLinearInput(layer, WeightRole::LinearO, att.data(), t, qDim);
+    k.o->forward(att.data(), t, tmp.data());
+    for (std::size_t i = 0; i < n; ++i)
+        x[i] += tmp[i];
+    rmsNorm(x, w.mlpNorm.data, t, h, eps, xn.data());
+    if (hook)
+        hook->onLinearInput(layer, WeightRole::LinearGate, xn.data(), t, h);
+    k.gate->forward(xn.data(), t, gate.data());
+    k.up->forward(xn.data(), t, up.data());
+    for (std::size_t i = 0; i < gate.size(); ++i) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
     }
-    cache.length += static_cast<int>(t);
+    if (hook)
+        hook->onLinearInput(layer, WeightRole::LinearDown, gate.data(), t, inter);
+    k.down->forward(gate.data(), t, tmp.data());
+    for (std::size_t i = 0; i < n; ++i)
+        x[i] += tmp[i];
+}
 
-    const std::int64_t rows = lastOnly ? 1 : t;
-    const float *src = x.data() + (t - rows) * h;
-    rmsNorm(src, m_model->finalNorm().data, rows, h, eps, xn.data());
+void Transformer::head(const float *x, std::int64_t rows, std::vector<float> &logits) const
+{
+    const ModelConfig &c = m_model->config();
+    std::vector<float> xn(static_cast<std::size_t>(rows * c.hiddenSize));
+    rmsNorm(x, m_model->finalNorm().data, rows, c.hiddenSize, static_cast<float>(c.rmsNormEps), xn.data());
     logits.resize(static_cast<std::size_t>(rows * c.vocabSize));
     m_head->forward(xn.data(), rows, logits.data());
-    return {};
 }
 
 } // namespace bitsmith::core

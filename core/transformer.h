@@ -29,11 +29,24 @@ struct BlockKernels
     std::unique_ptr<LinearKernel> q, k, v, o, gate, up, down;
 };
 
+// Sees the input of each distinct linear during a forward pass (calibration statistics, GPTQ
+// Hessians, activation norms). `role` names the input: LinearQ for the input shared by q/k/v,
+// LinearO, LinearGate for the input shared by gate/up, LinearDown.
+class LinearInputHook
+{
+public:
+    virtual ~LinearInputHook() = default;
+    virtual void onLinearInput(int block, WeightRole role, const float *x, std::int64_t rows, std::int64_t cols) = 0;
+};
+
 class Transformer
 {
 public:
-    // Dense f32 kernels over the model's weights, on the chosen backend.
-    explicit Transformer(std::shared_ptr<const Model> model, LinearBackend backend = LinearBackend::OneDnn);
+    // Kernels over the model's weights: quantized layers on their quantized kernels (unless
+    // quantizedKernels is false: then everything runs dense f32 on the dequantized values),
+    // dense ones on the chosen f32 backend.
+    explicit Transformer(std::shared_ptr<const Model> model, LinearBackend backend = LinearBackend::OneDnn,
+                         bool quantizedKernels = true);
     // Custom kernels (quantized, sparse): one BlockKernels per block, plus the head.
     Transformer(std::shared_ptr<const Model> model, std::vector<BlockKernels> blocks,
                 std::unique_ptr<LinearKernel> head);
@@ -48,9 +61,20 @@ public:
     // `logits` holds [tokens.size(), vocab] (or [1, vocab] for the last token when lastOnly).
     // Errors: token ids out of range, cache overflow, context beyond max_position_embeddings.
     Expected<void> forward(std::span<const std::int32_t> tokens, KVCache &cache, std::vector<float> &logits,
-                           bool lastOnly = false) const;
+                           bool lastOnly = false, LinearInputHook *hook = nullptr) const;
+
+    // The pieces of forward(), for calibration that runs block by block.
+    // embed: x [tokens, hidden] from ids (ids must be valid).
+    void embed(std::span<const std::int32_t> tokens, float *x) const;
+    // Runs block `layer` in place on x [t, hidden] at positions cache.length.. (writing the
+    // block's keys/values into the cache; cache.length is NOT advanced: the caller does that
+    // once all blocks have run).
+    void runBlock(int layer, float *x, std::int64_t t, KVCache &cache, LinearInputHook *hook = nullptr) const;
+    // Final norm and head for `rows` rows of x: logits [rows, vocab].
+    void head(const float *x, std::int64_t rows, std::vector<float> &logits) const;
 
 private:
+    void initRope();
     void attention(int layer, const float *q, std::int64_t t, KVCache &cache, float *out) const;
     void rope(float *x, std::int64_t t, int heads, int startPos) const;
 

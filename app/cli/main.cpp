@@ -1,6 +1,10 @@
 // bitsmith-cli: the headless face of Bitsmith. Every command is a thin layer over core calls,
 // the same ones the GUI makes. Errors print one line plus a HINT line and exit non-zero.
+#include "core/calibration.h"
+#include "core/compression.h"
 #include "core/evaluate.h"
+#include "core/recipe.h"
+#include "core/sdk/techniqueregistry.h"
 #include "core/generate.h"
 #include "core/model.h"
 #include "core/npy.h"
@@ -9,6 +13,8 @@
 
 #include <QCommandLineParser>
 #include <QCoreApplication>
+#include <QDir>
+#include <QFileInfo>
 #include <QElapsedTimer>
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -185,6 +191,8 @@ int cmdInfo(const QStringList &args)
         o[QStringLiteral("tie_word_embeddings")] = cfg.tieWordEmbeddings;
         o[QStringLiteral("parameters")] = static_cast<double>(m.totalParameters());
         o[QStringLiteral("bytes")] = static_cast<double>(m.totalStoredBytes());
+        o[QStringLiteral("effective_bpw")] = 8.0 * static_cast<double>(m.totalStoredBytes()) / static_cast<double>(m.totalParameters());
+        o[QStringLiteral("quantized_layers")] = static_cast<int>(m.quantizedLayers().size());
         o[QStringLiteral("tokenizer")] = m.tokenizer() ? QJsonValue(static_cast<int>(m.tokenizer()->vocabSize())) : QJsonValue();
         QJsonArray tensors;
         for (const WeightInfo &w : m.weights()) {
@@ -197,7 +205,9 @@ int cmdInfo(const QStringList &args)
                                        {QStringLiteral("shape"), shape},
                                        {QStringLiteral("dtype"), QString::fromLatin1(dtypeName(w.storedType))},
                                        {QStringLiteral("parameters"), static_cast<double>(w.parameters)},
-                                       {QStringLiteral("bytes"), static_cast<double>(w.storedBytes)}});
+                                       {QStringLiteral("bytes"), static_cast<double>(w.storedBytes)},
+                                       {QStringLiteral("format"), w.format},
+                                       {QStringLiteral("effective_bpw"), w.bitsPerWeight}});
         }
         o[QStringLiteral("tensors")] = tensors;
         printJson(o);
@@ -209,13 +219,15 @@ int cmdInfo(const QStringList &args)
                 cfg.numKvHeads, cfg.headDim);
     std::printf("vocabulary    %d   context %d   rope theta %g   tied embeddings %s\n", cfg.vocabSize,
                 cfg.maxPositions, cfg.ropeTheta, cfg.tieWordEmbeddings ? "yes" : "no");
-    std::printf("parameters    %lld   stored %.2f MiB\n\n", static_cast<long long>(m.totalParameters()),
-                static_cast<double>(m.totalStoredBytes()) / (1024.0 * 1024.0));
-    std::printf("%-52s %-12s %-12s %-5s %12s %12s\n", "tensor", "kind", "shape", "dtype", "parameters", "bytes");
+    std::printf("parameters    %lld   stored %.2f MiB   %.3f bits per weight%s\n\n",
+                static_cast<long long>(m.totalParameters()), static_cast<double>(m.totalStoredBytes()) / (1024.0 * 1024.0),
+                8.0 * static_cast<double>(m.totalStoredBytes()) / static_cast<double>(m.totalParameters()),
+                m.quantizedLayers().empty() ? "" : qPrintable(QStringLiteral(" (%1 quantized layers)").arg(m.quantizedLayers().size())));
+    std::printf("%-52s %-12s %-10s %-16s %7s %12s %12s\n", "tensor", "kind", "shape", "format", "bpw", "parameters", "bytes");
     for (const WeightInfo &w : m.weights())
-        std::printf("%-52s %-12s %-12s %-5s %12lld %12lld\n", qPrintable(w.name), weightRoleName(w.role),
-                    qPrintable(shapeText(w.shape)), dtypeName(w.storedType), static_cast<long long>(w.parameters),
-                    static_cast<long long>(w.storedBytes));
+        std::printf("%-52s %-12s %-10s %-16s %7.3f %12lld %12lld\n", qPrintable(w.name), weightRoleName(w.role),
+                    qPrintable(shapeText(w.shape)), qPrintable(w.format), w.bitsPerWeight,
+                    static_cast<long long>(w.parameters), static_cast<long long>(w.storedBytes));
     return 0;
 }
 
@@ -467,6 +479,194 @@ int cmdCompare(const QStringList &args)
     return 0;
 }
 
+// Builds the recipe from --recipe or from --method/--bits/... flags.
+Expected<Recipe> recipeFromFlags(const QCommandLineParser &p, const QCommandLineOption &recipeOpt,
+                                 const QCommandLineOption &method, const QCommandLineOption &bits,
+                                 const QCommandLineOption &group, const QCommandLineOption &sym,
+                                 const QCommandLineOption &actOrder, const QCommandLineOption &param)
+{
+    if (p.isSet(recipeOpt)) {
+        if (p.isSet(method) || p.isSet(bits))
+            return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("--recipe and --method/--bits exclude each other"))
+                                  .forParameter(QStringLiteral("recipe"))
+                                  .withHint(QStringLiteral("put the settings in the recipe, or drop --recipe")));
+        return Recipe::fromFile(p.value(recipeOpt));
+    }
+    if (!p.isSet(method) || !p.isSet(bits))
+        return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("give --recipe FILE, or --method NAME and --bits B"))
+                              .forParameter(QStringLiteral("method"))
+                              .withHint(QStringLiteral("e.g. --method gptq --bits 4 --group 128")));
+    Recipe r;
+    r.defaultTechnique = p.value(method);
+    bool ok = false;
+    r.defaultFormat.bits = p.value(bits).toInt(&ok);
+    if (!ok || r.defaultFormat.bits < 2 || r.defaultFormat.bits > 8)
+        return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("--bits must be an integer from 2 to 8"))
+                              .forParameter(QStringLiteral("bits"))
+                              .withHint(QStringLiteral("e.g. --bits 4")));
+    r.defaultFormat.groupSize = 128;
+    if (p.isSet(group)) {
+        r.defaultFormat.groupSize = p.value(group).toInt(&ok);
+        if (!ok || r.defaultFormat.groupSize < -1)
+            return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("--group must be a positive integer, 0 (per channel) or -1 (per tensor)"))
+                                  .forParameter(QStringLiteral("group"))
+                                  .withHint(QStringLiteral("e.g. --group 128")));
+    }
+    r.defaultFormat.symmetric = p.isSet(sym);
+    if (p.isSet(actOrder))
+        r.defaultParameters.insert(QStringLiteral("actOrder"), true);
+    for (const QString &kv : p.values(param)) {
+        const qsizetype eq = kv.indexOf(QLatin1Char('='));
+        if (eq <= 0)
+            return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("--param '%1' is not NAME=VALUE").arg(kv))
+                                  .forParameter(QStringLiteral("param"))
+                                  .withHint(QStringLiteral("e.g. --param dampPercent=0.02")));
+        const QString name = kv.left(eq), value = kv.mid(eq + 1);
+        bool isNumber = false;
+        const double d = value.toDouble(&isNumber);
+        if (value == QLatin1String("true") || value == QLatin1String("false"))
+            r.defaultParameters.insert(name, value == QLatin1String("true"));
+        else if (isNumber)
+            r.defaultParameters.insert(name, d);
+        else
+            r.defaultParameters.insert(name, value);
+    }
+    return r;
+}
+
+int cmdCompress(const QStringList &args)
+{
+    Common c;
+    QCommandLineOption recipeOpt(QStringLiteral("recipe"), QStringLiteral("Recipe JSON file."), QStringLiteral("FILE"));
+    QCommandLineOption method(QStringLiteral("method"), QStringLiteral("Technique id (e.g. rtn, gptq, awq, smoothquant)."), QStringLiteral("NAME"));
+    QCommandLineOption bits(QStringLiteral("bits"), QStringLiteral("Bits per weight, 2..8."), QStringLiteral("B"));
+    QCommandLineOption group(QStringLiteral("group"), QStringLiteral("Group size (default 128; 0 = per channel, -1 = per tensor)."), QStringLiteral("G"));
+    QCommandLineOption sym(QStringLiteral("sym"), QStringLiteral("Symmetric quantization."));
+    QCommandLineOption actOrder(QStringLiteral("act-order"), QStringLiteral("GPTQ: quantize columns in order of decreasing Hessian diagonal."));
+    QCommandLineOption param(QStringLiteral("param"), QStringLiteral("A technique parameter NAME=VALUE (repeatable)."), QStringLiteral("NAME=VALUE"));
+    QCommandLineOption calib(QStringLiteral("calib"), QStringLiteral("Calibration text (default: the model folder's calib.txt, if any)."), QStringLiteral("FILE"));
+    QCommandLineOption calibSeqs(QStringLiteral("calib-sequences"), QStringLiteral("Calibration sequences (default 128)."), QStringLiteral("N"));
+    QCommandLineOption calibLen(QStringLiteral("calib-length"), QStringLiteral("Tokens per calibration sequence (default: the model's context)."), QStringLiteral("L"));
+    QCommandLineOption seed(QStringLiteral("seed"), QStringLiteral("Seed for choosing calibration sequences (default 0)."), QStringLiteral("S"));
+    QCommandLineOption out(QStringLiteral("out"), QStringLiteral("Output model folder."), QStringLiteral("DIR"));
+    c.parser.addOptions({recipeOpt, method, bits, group, sym, actOrder, param, calib, calibSeqs, calibLen, seed, out});
+    int code = 0;
+    const QString usage = QStringLiteral("compress MODEL (--recipe FILE | --method NAME --bits B [--group G] [--sym] [--act-order]) "
+                                         "[--calib TEXT_FILE] --out DIR");
+    if (!parseArgs(c, args, 1, usage, code))
+        return code;
+    if (!c.parser.isSet(out))
+        return usageError(QStringLiteral("--out is required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+    auto recipe = recipeFromFlags(c.parser, recipeOpt, method, bits, group, sym, actOrder, param);
+    if (!recipe)
+        return reportError(recipe.error());
+    int sequences = recipe->calibration.sequences, length = recipe->calibration.length;
+    if (!intOption(c.parser, calibSeqs, sequences, 1, code) || !intOption(c.parser, calibLen, length, 2, code))
+        return code;
+    if (c.parser.isSet(seed))
+        recipe->calibration.seed = c.parser.value(seed).toULongLong();
+    recipe->calibration.sequences = sequences;
+    recipe->calibration.length = length;
+    const bool quiet = c.parser.isSet(c.quiet);
+    auto model = loadModel(c.parser.positionalArguments().first(), quiet);
+    if (!model)
+        return reportError(model.error());
+    if (!(*model)->quantizedLayers().empty())
+        return reportError(fail(ErrorCode::InvalidArgument, QStringLiteral("the model is already compressed"))
+                               .inFile((*model)->folder())
+                               .withHint(QStringLiteral("compress the original model instead")));
+    TechniqueRegistry registry;
+    for (const PluginProblem &p : registry.problems())
+        std::fprintf(stderr, "bitsmith-cli: warning: plugin %s skipped: %s\n", qPrintable(p.file), qPrintable(p.message));
+    auto needs = recipeNeedsCalibration(*recipe, **model, registry);
+    if (!needs)
+        return reportError(needs.error());
+    std::vector<std::vector<std::int32_t>> sequencesData;
+    if (*needs) {
+        QString calibPath = c.parser.isSet(calib) ? c.parser.value(calib) : recipe->calibration.text;
+        if (calibPath.isEmpty() && QFileInfo::exists((*model)->folder() + QStringLiteral("/calib.txt")))
+            calibPath = (*model)->folder() + QStringLiteral("/calib.txt");
+        if (calibPath.isEmpty())
+            return reportError(fail(ErrorCode::InvalidArgument, QStringLiteral("the recipe's techniques need calibration data"))
+                                   .forParameter(QStringLiteral("calib"))
+                                   .withHint(QStringLiteral("give a text file with --calib FILE")));
+        auto tok = requireTokenizer(**model);
+        if (!tok)
+            return reportError(tok.error());
+        auto text = readTextFile(calibPath);
+        if (!text)
+            return reportError(text.error());
+        const auto ids = (*tok)->encode(*text, false);
+        const int len = length > 0 ? std::min(length, (*model)->config().maxPositions) : (*model)->config().maxPositions;
+        auto seqs = makeCalibrationSequences(ids, sequences, len, recipe->calibration.seed);
+        if (!seqs)
+            return reportError(std::move(seqs.error()).inFile(calibPath));
+        sequencesData = std::move(*seqs);
+        recipe->calibration.text = calibPath;
+    }
+    StderrFeedback fb(QStringLiteral("compress"), quiet);
+    auto result = compressModel(**model, *recipe, registry, sequencesData, &fb);
+    if (!result)
+        return reportError(result.error());
+    if (auto ok = writeCompressedModel(*result, **model, c.parser.value(out)); !ok)
+        return reportError(ok.error());
+    if (c.parser.isSet(c.json)) {
+        QJsonObject o = compressionReportJson(*result, **model);
+        o.insert(QStringLiteral("out"), QDir(c.parser.value(out)).absolutePath());
+        o.remove(QStringLiteral("layers"));
+        printJson(o);
+    } else {
+        std::printf("compressed %d layers in %.2f s: %.2f MiB -> %.2f MiB (%.2fx), %.3f bits per weight in compressed layers, "
+                    "%.3f over the whole model\nwrote %s (recipe.json and report.json beside the weights)\n",
+                    static_cast<int>(result->layers.size()), result->seconds,
+                    static_cast<double>(result->originalBytes) / 1048576.0, static_cast<double>(result->compressedBytes) / 1048576.0,
+                    static_cast<double>(result->originalBytes) / static_cast<double>(result->compressedBytes),
+                    result->effectiveBitsPerWeight, result->modelBitsPerWeight, qPrintable(QDir(c.parser.value(out)).absolutePath()));
+    }
+    return 0;
+}
+
+int cmdTechniques(const QStringList &args)
+{
+    Common c;
+    int code = 0;
+    if (!parseArgs(c, args, 0, QStringLiteral("techniques [--json]"), code))
+        return code;
+    TechniqueRegistry registry;
+    QJsonArray list;
+    for (const PluginInfo &info : registry.plugins()) {
+        auto t = registry.create(info.id);
+        if (!t)
+            continue;
+        QJsonArray params;
+        for (const ParameterSpec &p : (*t)->parameters())
+            params.append(QJsonObject{{QStringLiteral("name"), p.name},
+                                      {QStringLiteral("default"), QJsonValue::fromVariant(p.defaultValue)},
+                                      {QStringLiteral("help"), p.help}});
+        list.append(QJsonObject{{QStringLiteral("id"), info.id},
+                                {QStringLiteral("name"), info.displayName},
+                                {QStringLiteral("category"), info.category},
+                                {QStringLiteral("calibration"), (*t)->needsCalibration()},
+                                {QStringLiteral("file"), info.file},
+                                {QStringLiteral("parameters"), params}});
+        if (!c.parser.isSet(c.json)) {
+            std::printf("%-12s %-32s %-13s %s\n", qPrintable(info.id), qPrintable(info.displayName), qPrintable(info.category),
+                        (*t)->needsCalibration() ? "needs calibration" : "");
+            for (const ParameterSpec &p : (*t)->parameters())
+                std::printf("    --param %s=%s   %s\n", qPrintable(p.name), qPrintable(p.defaultValue.toString()), qPrintable(p.help));
+        }
+    }
+    QJsonArray problems;
+    for (const PluginProblem &p : registry.problems()) {
+        problems.append(QJsonObject{{QStringLiteral("file"), p.file}, {QStringLiteral("problem"), p.message}});
+        if (!c.parser.isSet(c.json))
+            std::printf("skipped %s: %s\n", qPrintable(p.file), qPrintable(p.message));
+    }
+    if (c.parser.isSet(c.json))
+        printJson(QJsonObject{{QStringLiteral("techniques"), list}, {QStringLiteral("problems"), problems}});
+    return 0;
+}
+
 void printUsage(FILE *to)
 {
     std::fputs("usage: bitsmith-cli COMMAND [options]\n\n"
@@ -476,7 +676,10 @@ void printUsage(FILE *to)
                "                                              perplexity (non-overlapping windows)\n"
                "  compare REFERENCE CANDIDATE --text FILE     KL divergence and top-1 agreement\n"
                "  logits MODEL --text STRING --out FILE.npy   float32 [tokens, vocab] logits\n"
-               "  generate MODEL --prompt STRING [--max-tokens N] [--temperature T] [--seed S]\n\n"
+               "  generate MODEL --prompt STRING [--max-tokens N] [--temperature T] [--seed S]\n"
+               "  compress MODEL (--recipe FILE | --method NAME --bits B [--group G] [--sym] [--act-order])\n"
+               "           [--calib TEXT_FILE] --out DIR     write a compressed model folder\n"
+               "  techniques [--json]                         the technique plugins and their parameters\n\n"
                "MODEL is a Hugging Face model folder, or 'default' for the bundled model.\n"
                "Common options: --threads N, --backend onednn|eigen, --quiet, --help.\n",
                to);
@@ -507,6 +710,10 @@ int main(int argc, char **argv)
         return cmdLogits(args);
     if (command == QLatin1String("generate"))
         return cmdGenerate(args);
+    if (command == QLatin1String("compress"))
+        return cmdCompress(args);
+    if (command == QLatin1String("techniques"))
+        return cmdTechniques(args);
     if (command == QLatin1String("--help") || command == QLatin1String("-h") || command == QLatin1String("help")) {
         printUsage(stdout);
         return 0;

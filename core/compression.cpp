@@ -1,0 +1,501 @@
+// compression.cpp: the block-by-block compression engine.
+#include "compression.h"
+
+#include "core/calibration.h"
+#include "core/sdk/techniqueregistry.h"
+#include "core/transformer.h"
+
+#include <QElapsedTimer>
+
+#include <map>
+
+namespace bitsmith::core {
+
+namespace {
+
+// Which input a linear reads.
+WeightRole inputOf(WeightRole role)
+{
+    switch (role) {
+    case WeightRole::LinearQ: case WeightRole::LinearK: case WeightRole::LinearV: return WeightRole::LinearQ;
+    case WeightRole::LinearO: return WeightRole::LinearO;
+    case WeightRole::LinearGate: case WeightRole::LinearUp: return WeightRole::LinearGate;
+    case WeightRole::LinearDown: return WeightRole::LinearDown;
+    default: return WeightRole::LmHead;
+    }
+}
+
+// Captures one input of one block into InputStatistics.
+class CaptureHook final : public LinearInputHook
+{
+public:
+    CaptureHook(int block, WeightRole role, InputStatistics &stats)
+        : m_block(block)
+        , m_role(role)
+        , m_stats(stats)
+    {}
+    void onLinearInput(int block, WeightRole role, const float *x, std::int64_t rows, std::int64_t) override
+    {
+        if (block == m_block && role == m_role)
+            m_stats.add(x, rows);
+    }
+
+private:
+    int m_block;
+    WeightRole m_role;
+    InputStatistics &m_stats;
+};
+
+class Sink final : public ResultSink
+{
+public:
+    Sink(Model &model, CompressionResult &result)
+        : m_model(model)
+        , m_result(result)
+    {}
+    void setQuantized(const LayerTarget &layer, QuantizedTensor weights, Execution execution) override
+    {
+        const QString tensor = layer.name + QStringLiteral(".weight");
+        CompressedLayerReport report;
+        report.name = layer.name;
+        report.technique = layer.settings.technique;
+        report.format = quantFormatName(weights.format, execution);
+        report.bitsPerWeight = weights.bitsPerWeight();
+        report.parameters = weights.rows * weights.cols;
+        report.bytes = (weights.storageBits() + 7) / 8;
+        // error against the weights as they were before this technique touched them
+        const MatrixView before = m_model.weight(tensor);
+        double num = 0, den = 0;
+        for (std::int64_t r = 0; r < weights.rows; ++r)
+            for (std::int64_t c = 0; c < weights.cols; ++c) {
+                const double w = before.data[r * weights.cols + c];
+                const double d = w - weights.value(r, c);
+                num += d * d;
+                den += w * w;
+            }
+        report.relativeError = den > 0 ? num / den : 0.0;
+        if (auto ok = m_model.setQuantized(tensor, std::move(weights), execution); !ok)
+            m_error = ok.error();
+        m_result.layers.push_back(report);
+    }
+    void markModified(const QString &tensorName) override { m_result.modifiedTensors.insert(tensorName); }
+    std::optional<Error> m_error;
+
+private:
+    Model &m_model;
+    CompressionResult &m_result;
+};
+
+struct Plan
+{
+    std::vector<ResolvedLayer> layers;
+    std::map<QString, std::unique_ptr<Technique>> techniques; // fresh instances for this run
+};
+
+Expected<Plan> makePlan(const Recipe &recipe, const Model &model, const TechniqueRegistry &registry)
+{
+    auto layers = resolveRecipe(recipe, model, registry);
+    if (!layers)
+        return unexpected(layers.error());
+    Plan plan;
+    plan.layers = std::move(*layers);
+    for (const ResolvedLayer &l : plan.layers) {
+        if (plan.techniques.count(l.settings.technique))
+            continue;
+        auto t = registry.create(l.settings.technique);
+        if (!t)
+            return unexpected(t.error());
+        plan.techniques.emplace(l.settings.technique, std::move(*t));
+    }
+    return plan;
+}
+
+} // namespace
+
+Expected<bool> recipeNeedsCalibration(const Recipe &recipe, const Model &model, const TechniqueRegistry &registry)
+{
+    auto plan = makePlan(recipe, model, registry);
+    if (!plan)
+        return unexpected(plan.error());
+    for (const auto &[id, t] : plan->techniques)
+        if (t->needsCalibration())
+            return true;
+    return false;
+}
+
+Expected<CompressionResult> compressModel(const Model &source, const Recipe &recipe, const TechniqueRegistry &registry,
+                                          const std::vector<std::vector<std::int32_t>> &calibration, Feedback *feedback)
+{
+    QElapsedTimer timer;
+    timer.start();
+    auto plan = makePlan(recipe, source, registry);
+    if (!plan)
+        return unexpected(plan.error());
+    bool needCalibration = false;
+    for (const auto &[id, t] : plan->techniques)
+        needCalibration = needCalibration || t->needsCalibration();
+    if (needCalibration && calibration.empty())
+        return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("the recipe's techniques need calibration data"))
+                              .forParameter(QStringLiteral("calib"))
+                              .withHint(QStringLiteral("give a calibration text with --calib FILE (or \"calibration\": "
+                                                       "{\"text\": ...} in the recipe)")));
+
+    CompressionResult result;
+    result.recipe = recipe;
+    result.model = source.cloneMutable();
+    Model &work = *result.model;
+    const ModelConfig &cfg = work.config();
+    Transformer tf(result.model); // dense kernels over the working copy: they see every edit
+    Sink sink(work, result);
+    CallbackFeedback silent;
+    Feedback &fb = feedback ? *feedback : silent;
+
+    // Hidden states of every calibration sequence at the input of the current block.
+    std::vector<std::vector<float>> hidden;
+    if (needCalibration) {
+        for (const auto &seq : calibration) {
+            if (seq.empty() || static_cast<int>(seq.size()) > cfg.maxPositions)
+                return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("calibration sequences must have 1..%1 tokens").arg(cfg.maxPositions))
+                                      .forParameter(QStringLiteral("calibration")));
+            for (auto id : seq)
+                if (id < 0 || id >= cfg.vocabSize)
+                    return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("calibration token %1 outside the vocabulary").arg(id)));
+            hidden.emplace_back(seq.size() * static_cast<std::size_t>(cfg.hiddenSize));
+            tf.embed(seq, hidden.back().data());
+            result.calibrationTokens += static_cast<std::int64_t>(seq.size());
+        }
+        result.calibrationSequences = static_cast<std::int64_t>(calibration.size());
+    }
+    auto runBlockOn = [&](int block, std::vector<float> &x, LinearInputHook *hook) {
+        const auto t = static_cast<std::int64_t>(x.size()) / cfg.hiddenSize;
+        KVCache cache = tf.makeCache(static_cast<int>(t));
+        tf.runBlock(block, x.data(), t, cache, hook);
+    };
+
+    const WeightRole inputs[] = {WeightRole::LinearQ, WeightRole::LinearO, WeightRole::LinearGate, WeightRole::LinearDown};
+    const double steps = cfg.numLayers * 4.0 + 1.0;
+    int step = 0;
+    for (int block = 0; block < cfg.numLayers; ++block) {
+        const QString prefix = QStringLiteral("model.layers.%1.").arg(block);
+        for (WeightRole input : inputs) {
+            fb.setProgress(step++ / steps);
+            if (fb.isCancelled())
+                return unexpected(fail(ErrorCode::Cancelled, QStringLiteral("compression cancelled")));
+            LayerGroup group;
+            group.block = block;
+            group.input = input;
+            for (const ResolvedLayer &l : plan->layers) {
+                if (l.block != block || inputOf(l.role) != input)
+                    continue;
+                LayerTarget t;
+                t.name = l.name;
+                t.role = l.role;
+                t.block = l.block;
+                t.weight = work.mutableWeight(l.tensor);
+                t.rows = l.rows;
+                t.cols = l.cols;
+                t.bias = work.weight(l.name + QStringLiteral(".bias")).data;
+                t.settings = l.settings;
+                group.layers.push_back(t);
+            }
+            if (group.layers.empty())
+                continue;
+            // Where scales on this input can be folded.
+            auto producer = [&](InputProducer::Kind kind, const QString &name) {
+                InputProducer p;
+                p.kind = kind;
+                p.name = name;
+                const MatrixView v = work.weight(name);
+                p.data = work.mutableWeight(name);
+                p.rows = v.rows;
+                p.cols = v.cols;
+                return p;
+            };
+            if (input == WeightRole::LinearQ)
+                group.producer = producer(InputProducer::Kind::Norm, prefix + QStringLiteral("input_layernorm.weight"));
+            else if (input == WeightRole::LinearGate)
+                group.producer = producer(InputProducer::Kind::Norm, prefix + QStringLiteral("post_attention_layernorm.weight"));
+            else if (input == WeightRole::LinearDown)
+                group.producer = producer(InputProducer::Kind::Linear, prefix + QStringLiteral("mlp.up_proj.weight"));
+            else if (cfg.numKvHeads == cfg.numHeads && !cfg.attentionBias) // o's input channels are v's rows only without GQA
+                group.producer = producer(InputProducer::Kind::Linear, prefix + QStringLiteral("self_attn.v_proj.weight"));
+
+            bool groupNeedsCalibration = false;
+            for (const LayerTarget &t : group.layers)
+                groupNeedsCalibration = groupNeedsCalibration || plan->techniques.at(t.settings.technique)->needsCalibration();
+            std::unique_ptr<InputStatistics> stats;
+            if (groupNeedsCalibration) {
+                fb.setStatus(QStringLiteral("block %1: calibrating %2").arg(block).arg(QLatin1String(weightRoleName(input))));
+                stats = std::make_unique<InputStatistics>(group.layers.front().cols, true, 4096, recipe.calibration.seed);
+                CaptureHook hook(block, input, *stats);
+                for (const auto &h : hidden) {
+                    std::vector<float> x = h; // the block runs in place; keep the input
+                    runBlockOn(block, x, &hook);
+                }
+                group.calibration = stats.get();
+            }
+            fb.setStatus(QStringLiteral("block %1: compressing %2").arg(block).arg(QLatin1String(weightRoleName(input))));
+            std::vector<QString> used;
+            for (const LayerTarget &t : group.layers)
+                if (std::find(used.begin(), used.end(), t.settings.technique) == used.end())
+                    used.push_back(t.settings.technique);
+            for (const QString &id : used) {
+                TechniqueContext ctx{cfg, group, sink, fb};
+                if (auto ok = plan->techniques.at(id)->apply(ctx); !ok)
+                    return unexpected(std::move(ok.error()).forLayer(ok.error().layer.isEmpty() ? group.layers.front().name : ok.error().layer));
+                if (sink.m_error)
+                    return unexpected(*sink.m_error);
+            }
+        }
+        // move the calibration activations through the compressed block
+        if (needCalibration)
+            for (auto &h : hidden)
+                runBlockOn(block, h, nullptr);
+    }
+
+    // The head, when targeted: its input is the final norm's output.
+    std::vector<LayerTarget> headTargets;
+    for (const ResolvedLayer &l : plan->layers) {
+        if (l.role != WeightRole::LmHead)
+            continue;
+        if (cfg.tieWordEmbeddings)
+            return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("the head is tied to the embedding and cannot be quantized alone"))
+                                  .forLayer(l.name)
+                                  .withHint(QStringLiteral("leave lm_head out of the recipe for tied models")));
+        LayerTarget t;
+        t.name = l.name;
+        t.role = l.role;
+        t.weight = work.mutableWeight(l.tensor);
+        t.rows = l.rows;
+        t.cols = l.cols;
+        t.settings = l.settings;
+        headTargets.push_back(t);
+    }
+    if (!headTargets.empty()) {
+        LayerGroup group;
+        group.input = WeightRole::LmHead;
+        group.layers = headTargets;
+        std::unique_ptr<InputStatistics> stats;
+        if (plan->techniques.at(group.layers.front().settings.technique)->needsCalibration()) {
+            stats = std::make_unique<InputStatistics>(cfg.hiddenSize, true, 4096, recipe.calibration.seed);
+            for (const auto &h : hidden) {
+                const auto t = static_cast<std::int64_t>(h.size()) / cfg.hiddenSize;
+                std::vector<float> xn(h.size());
+                rmsNorm(h.data(), work.finalNorm().data, t, cfg.hiddenSize, static_cast<float>(cfg.rmsNormEps), xn.data());
+                stats->add(xn.data(), t);
+            }
+            group.calibration = stats.get();
+        }
+        group.producer.kind = InputProducer::Kind::Norm;
+        group.producer.name = QStringLiteral("model.norm.weight");
+        group.producer.data = work.mutableWeight(group.producer.name);
+        group.producer.cols = cfg.hiddenSize;
+        group.producer.rows = 1;
+        TechniqueContext ctx{cfg, group, sink, fb};
+        if (auto ok = plan->techniques.at(group.layers.front().settings.technique)->apply(ctx); !ok)
+            return unexpected(ok.error());
+        if (sink.m_error)
+            return unexpected(*sink.m_error);
+    }
+
+    // Every targeted layer must have been compressed by its technique.
+    for (const ResolvedLayer &l : plan->layers)
+        if (!work.quantizedLayer(l.tensor))
+            return unexpected(fail(ErrorCode::Internal, QStringLiteral("technique '%1' did not compress this layer").arg(l.settings.technique))
+                                  .forLayer(l.name)
+                                  .withHint(QStringLiteral("the plugin's apply() must report every layer it is given")));
+    fb.setProgress(1.0);
+    result.seconds = static_cast<double>(timer.nsecsElapsed()) / 1e9;
+    std::int64_t qParams = 0, qBytes = 0;
+    for (const CompressedLayerReport &r : result.layers) {
+        qParams += r.parameters;
+        qBytes += r.bytes;
+    }
+    result.originalBytes = source.totalStoredBytes();
+    result.compressedBytes = work.totalStoredBytes();
+    result.effectiveBitsPerWeight = qParams ? 8.0 * static_cast<double>(qBytes) / static_cast<double>(qParams) : 0.0;
+    result.modelBitsPerWeight = 8.0 * static_cast<double>(result.compressedBytes) / static_cast<double>(work.totalParameters());
+    return result;
+}
+
+} // namespace bitsmith::core
+
+// ---- the compressed folder ----------------------------------------------------------------
+
+#include "core/kernels/packedweights.h"
+
+#include <QDir>
+#include <QFile>
+#include <QFileInfo>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QSaveFile>
+
+namespace bitsmith::core {
+
+namespace {
+
+Expected<void> writeFileAtomic(const QString &path, const QByteArray &bytes)
+{
+    QSaveFile f(path);
+    if (!f.open(QIODevice::WriteOnly) || f.write(bytes) != bytes.size() || !f.commit())
+        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot write: %1").arg(f.errorString()))
+                              .inFile(path)
+                              .withHint(QStringLiteral("check free disk space and permissions")));
+    return {};
+}
+
+QJsonObject reportJson(const CompressionResult &r, const Model &source)
+{
+    QJsonArray layers;
+    for (const CompressedLayerReport &l : r.layers)
+        layers.append(QJsonObject{{QStringLiteral("name"), l.name},
+                                  {QStringLiteral("technique"), l.technique},
+                                  {QStringLiteral("format"), l.format},
+                                  {QStringLiteral("bits_per_weight"), l.bitsPerWeight},
+                                  {QStringLiteral("parameters"), static_cast<double>(l.parameters)},
+                                  {QStringLiteral("bytes"), static_cast<double>(l.bytes)},
+                                  {QStringLiteral("relative_error"), l.relativeError}});
+    return QJsonObject{{QStringLiteral("source"), source.folder()},
+                       {QStringLiteral("source_weights_hash"), source.weightsHash()},
+                       {QStringLiteral("original_bytes"), static_cast<double>(r.originalBytes)},
+                       {QStringLiteral("compressed_bytes"), static_cast<double>(r.compressedBytes)},
+                       {QStringLiteral("compression_ratio"),
+                        r.compressedBytes ? static_cast<double>(r.originalBytes) / static_cast<double>(r.compressedBytes) : 0.0},
+                       {QStringLiteral("effective_bpw"), r.effectiveBitsPerWeight},
+                       {QStringLiteral("model_bpw"), r.modelBitsPerWeight},
+                       {QStringLiteral("seconds"), r.seconds},
+                       {QStringLiteral("calibration_sequences"), static_cast<double>(r.calibrationSequences)},
+                       {QStringLiteral("calibration_tokens"), static_cast<double>(r.calibrationTokens)},
+                       {QStringLiteral("layers"), layers}};
+}
+
+} // namespace
+
+QJsonObject compressionReportJson(const CompressionResult &result, const Model &source)
+{
+    return reportJson(result, source);
+}
+
+Expected<void> writeCompressedModel(const CompressionResult &result, const Model &source, const QString &outDir)
+{
+    const Model &m = *result.model;
+    const QDir srcDir(source.folder());
+    const QString finalDir = QDir(outDir).absolutePath();
+    if (QFileInfo(finalDir).exists() && !QFileInfo(finalDir).isDir())
+        return unexpected(fail(ErrorCode::Io, QStringLiteral("the output path exists and is not a folder")).inFile(finalDir));
+    const QString tmpDir = finalDir + QStringLiteral(".partial");
+    QDir(tmpDir).removeRecursively();
+    if (!QDir().mkpath(tmpDir))
+        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot create the output folder")).inFile(tmpDir));
+    const QDir out(tmpDir);
+
+    // config.json: the source's, plus quantization_config describing every quantized layer.
+    QFile cfgFile(srcDir.filePath(QStringLiteral("config.json")));
+    if (!cfgFile.open(QIODevice::ReadOnly))
+        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot read the source config.json")).inFile(cfgFile.fileName()));
+    QJsonObject cfg = QJsonDocument::fromJson(cfgFile.readAll()).object();
+    QJsonObject layers;
+    for (const QuantizedLayer &q : m.quantizedLayers()) {
+        const QString base = q.tensor.chopped(7); // without ".weight"
+        layers.insert(base, QJsonObject{{QStringLiteral("bits"), q.weights.format.bits},
+                                        {QStringLiteral("group_size"), q.weights.format.groupSize},
+                                        {QStringLiteral("sym"), q.weights.format.symmetric},
+                                        {QStringLiteral("act_order"), !q.weights.groupIndex.empty()},
+                                        {QStringLiteral("execution"), q.execution == Execution::W8A8 ? QStringLiteral("w8a8")
+                                                                                                      : QStringLiteral("weight-only")}});
+    }
+    cfg.insert(QStringLiteral("quantization_config"),
+               QJsonObject{{QStringLiteral("quant_method"), QStringLiteral("bitsmith")},
+                           {QStringLiteral("format_version"), PackedWeights::kPackedLayoutVersion},
+                           {QStringLiteral("layers"), layers}});
+    if (auto ok = writeFileAtomic(out.filePath(QStringLiteral("config.json")), QJsonDocument(cfg).toJson()); !ok)
+        return ok;
+
+    // model.safetensors: tensors in the source's order.
+    std::vector<std::vector<std::byte>> storage;
+    std::vector<TensorToWrite> tensors;
+    auto keep = [&](std::vector<std::byte> bytes) -> std::span<const std::byte> {
+        storage.push_back(std::move(bytes));
+        return storage.back();
+    };
+    storage.reserve(8 * source.files().tensors().size());
+    for (const TensorRecord *rec : source.files().tensors()) {
+        const QuantizedLayer *q = m.quantizedLayer(rec->name);
+        if (q) {
+            auto packed = PackedWeights::pack(q->weights);
+            if (!packed)
+                return unexpected(std::move(packed.error()).forTensor(rec->name));
+            const QString base = rec->name.chopped(7);
+            const std::int64_t rows = packed->rows(), groups = packed->groupsPerRow();
+            const auto codes = packed->packedCodes();
+            tensors.push_back({base + QStringLiteral(".qweight"), DType::U8, {rows, packed->rowBytes()},
+                               keep(std::vector<std::byte>(reinterpret_cast<const std::byte *>(codes.data()),
+                                                           reinterpret_cast<const std::byte *>(codes.data() + codes.size())))});
+            std::vector<std::byte> scales(packed->scales().size() * 2);
+            for (std::size_t i = 0; i < packed->scales().size(); ++i) {
+                const std::uint16_t h = floatToHalf(packed->scales()[i]);
+                std::memcpy(scales.data() + 2 * i, &h, 2);
+            }
+            tensors.push_back({base + QStringLiteral(".scales"), DType::F16, {rows, groups}, keep(std::move(scales))});
+            if (!q->weights.format.symmetric) {
+                std::vector<std::byte> zeros(packed->zeros().size());
+                for (std::size_t i = 0; i < zeros.size(); ++i)
+                    zeros[i] = static_cast<std::byte>(static_cast<std::uint8_t>(packed->zeros()[i]));
+                tensors.push_back({base + QStringLiteral(".qzeros"), DType::U8, {rows, groups}, keep(std::move(zeros))});
+            }
+            if (packed->actOrder()) {
+                const auto &gi = packed->groupIndex();
+                std::vector<std::byte> idx(gi.size() * 4);
+                std::memcpy(idx.data(), gi.data(), idx.size());
+                tensors.push_back({base + QStringLiteral(".g_idx"), DType::I32, {static_cast<std::int64_t>(gi.size())}, keep(std::move(idx))});
+            }
+            continue;
+        }
+        if (result.modifiedTensors.count(rec->name)) {
+            const MatrixView v = m.weight(rec->name);
+            const auto n = static_cast<std::size_t>(v.rows * v.cols);
+            std::vector<std::byte> bytes(n * 4);
+            std::memcpy(bytes.data(), v.data, bytes.size());
+            tensors.push_back({rec->name, DType::F32, rec->shape, keep(std::move(bytes))});
+            continue;
+        }
+        tensors.push_back({rec->name, rec->dtype, rec->shape, std::span<const std::byte>(rec->data, rec->nbytes)});
+    }
+    if (auto ok = writeSafetensors(out.filePath(QStringLiteral("model.safetensors")), tensors,
+                                   {{QStringLiteral("format"), QStringLiteral("pt")},
+                                    {QStringLiteral("bitsmith"), QStringLiteral("compressed")}});
+        !ok)
+        return ok;
+    storage.clear();
+
+    for (const char *name : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"}) {
+        const QString src = srcDir.filePath(QLatin1String(name));
+        if (QFileInfo::exists(src) && !QFile::copy(src, out.filePath(QLatin1String(name))))
+            return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot copy %1").arg(QLatin1String(name))).inFile(src));
+    }
+    Recipe recipe = result.recipe;
+    recipe.modelArchitecture = source.config().architectureName;
+    recipe.modelWeightsHash = source.weightsHash();
+    if (auto ok = recipe.save(out.filePath(QStringLiteral("recipe.json"))); !ok)
+        return ok;
+    if (auto ok = writeFileAtomic(out.filePath(QStringLiteral("report.json")),
+                                  QJsonDocument(reportJson(result, source)).toJson(QJsonDocument::Indented));
+        !ok)
+        return ok;
+
+    // Swap into place: an existing output folder is replaced only once the new one is complete.
+    if (QFileInfo::exists(finalDir)) {
+        const QString old = finalDir + QStringLiteral(".old");
+        QDir(old).removeRecursively();
+        if (!QDir().rename(finalDir, old))
+            return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot replace the existing output folder")).inFile(finalDir));
+        QDir(old).removeRecursively();
+    }
+    if (!QDir().rename(tmpDir, finalDir))
+        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot move the finished model into place")).inFile(finalDir));
+    return {};
+}
+
+} // namespace bitsmith::core

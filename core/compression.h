@@ -1,0 +1,71 @@
+// compression.h: the engine that applies a recipe to a model. It walks the blocks in order; for
+// each group of linears sharing an input it gathers calibration statistics (when a technique
+// asks for them) on the outputs of the blocks already compressed, lets each technique compress
+// its layers, writes the dequantized result back into a working copy of the model, and moves the
+// calibration activations through the compressed block (sequential calibration, as GPTQ does).
+// The same calls serve the CLI's `compress` and the GUI.
+#pragma once
+
+#include "core/error.h"
+#include "core/feedback.h"
+#include "core/model.h"
+#include "core/recipe.h"
+
+#include <QJsonObject>
+#include <QString>
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <vector>
+
+namespace bitsmith::core {
+
+class TechniqueRegistry;
+
+struct CompressedLayerReport
+{
+    QString name;
+    QString technique;
+    QString format; // "q4 g128"
+    double bitsPerWeight = 0.0;
+    std::int64_t parameters = 0;
+    std::int64_t bytes = 0;
+    double relativeError = 0.0; // ‖W − W'‖² / ‖W‖²
+};
+
+struct CompressionResult
+{
+    std::shared_ptr<Model> model; // the compressed model (mutable copy; quantized layers recorded)
+    Recipe recipe;
+    std::vector<CompressedLayerReport> layers;
+    std::set<QString> modifiedTensors; // dense tensors changed by techniques (e.g. folded norms)
+    std::int64_t calibrationSequences = 0;
+    std::int64_t calibrationTokens = 0;
+    double seconds = 0.0;
+    std::int64_t originalBytes = 0;
+    std::int64_t compressedBytes = 0;
+    double effectiveBitsPerWeight = 0.0; // over the compressed layers
+    double modelBitsPerWeight = 0.0;     // over all parameters
+};
+
+// `calibration` may be empty when no technique of the recipe needs calibration; otherwise it
+// must hold at least one sequence.
+Expected<CompressionResult> compressModel(const Model &source, const Recipe &recipe, const TechniqueRegistry &registry,
+                                          const std::vector<std::vector<std::int32_t>> &calibration,
+                                          Feedback *feedback = nullptr);
+
+// Whether any technique the recipe uses on this model needs calibration data.
+Expected<bool> recipeNeedsCalibration(const Recipe &recipe, const Model &model, const TechniqueRegistry &registry);
+
+// Writes a compressed model folder that Model::load reads directly: config.json (with a
+// "quantization_config" of quant_method "bitsmith"), model.safetensors (dense tensors as stored,
+// changed ones in f32, quantized linears as <name>.qweight / .scales / .qzeros / .g_idx),
+// tokenizer files, recipe.json and report.json. Written to a temporary folder and renamed into
+// place, so a failure never leaves a half-written model.
+Expected<void> writeCompressedModel(const CompressionResult &result, const Model &source, const QString &outDir);
+
+// The report written as report.json (sizes, bits per weight, time, per-layer errors).
+QJsonObject compressionReportJson(const CompressionResult &result, const Model &source);
+
+} // namespace bitsmith::core
