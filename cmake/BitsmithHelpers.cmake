@@ -46,7 +46,7 @@ endfunction()
 # here (read by the loader before the library is loaded). Built into <build>/plugins and
 # installed into lib/bitsmith/plugins.
 function(bitsmith_add_plugin name)
-  cmake_parse_arguments(ARG "" "ID;NAME;CATEGORY;SDK_VERSION;OUTPUT_DIR" "SOURCES" ${ARGN})
+  cmake_parse_arguments(ARG "" "ID;NAME;CATEGORY;SDK_VERSION;OUTPUT_DIR;RAW_METADATA" "SOURCES" ${ARGN})
   if(NOT ARG_SDK_VERSION)
     set(ARG_SDK_VERSION ${BITSMITH_SDK_VERSION})
   endif()
@@ -55,8 +55,12 @@ function(bitsmith_add_plugin name)
   endif()
   set(_meta_dir ${CMAKE_CURRENT_BINARY_DIR}/${name}_meta)
   file(MAKE_DIRECTORY ${_meta_dir})
-  file(WRITE ${_meta_dir}/plugin.json
-    "{ \"id\": \"${ARG_ID}\", \"name\": \"${ARG_NAME}\", \"category\": \"${ARG_CATEGORY}\", \"sdkVersion\": ${ARG_SDK_VERSION} }\n")
+  if(ARG_RAW_METADATA) # test fixtures only
+    file(WRITE ${_meta_dir}/plugin.json "${ARG_RAW_METADATA}\n")
+  else()
+    file(WRITE ${_meta_dir}/plugin.json
+      "{ \"id\": \"${ARG_ID}\", \"name\": \"${ARG_NAME}\", \"category\": \"${ARG_CATEGORY}\", \"sdkVersion\": ${ARG_SDK_VERSION} }\n")
+  endif()
   add_library(${name} MODULE ${ARG_SOURCES})
   bitsmith_target_defaults(${name})
   target_include_directories(${name} PRIVATE ${_meta_dir})

@@ -37,7 +37,8 @@ struct QuantizedTensor
     QuantFormat format;
     std::vector<std::uint8_t> codes;      // rows * cols, row-major, each in [0, 2^bits - 1]
     std::vector<float> scales;            // rows * groupsPerRow(); values representable in fp16
-    std::vector<float> zeros;             // rows * groupsPerRow(); integer-valued, in [0, 2^bits - 1]
+    std::vector<float> zeros;             // rows * groupsPerRow(); integer-valued, in [0, 2^bits - 1];
+                                          // may be empty when symmetric (see zero())
     std::vector<std::int32_t> groupIndex; // empty, or cols entries (act-order)
 
     // Groups along a row (1 for per-channel and per-tensor).
@@ -52,7 +53,13 @@ struct QuantizedTensor
         return format.groupSize > 0 ? col / format.groupSize : 0;
     }
     float scale(std::int64_t r, std::int64_t g) const { return scales[static_cast<std::size_t>(r * groupsPerRow() + g)]; }
-    float zero(std::int64_t r, std::int64_t g) const { return zeros[static_cast<std::size_t>(r * groupsPerRow() + g)]; }
+    // Symmetric tensors may leave `zeros` empty: the zero point is then 2^(bits-1) everywhere.
+    float zero(std::int64_t r, std::int64_t g) const
+    {
+        if (zeros.empty())
+            return static_cast<float>(1 << (format.bits - 1));
+        return zeros[static_cast<std::size_t>(r * groupsPerRow() + g)];
+    }
     float value(std::int64_t r, std::int64_t c) const
     {
         const std::int64_t g = groupOf(c);

@@ -1,0 +1,240 @@
+// tst_compression: the compression engine end to end on the bundled model: recipe -> compressed
+// layers equal to the quantizer's own output, the written folder reloads with identical logits on
+// the quantized kernels, sizes and bits per weight are counted with scales and zeros, broken
+// compressed folders give errors naming the tensor, cancellation, calibration sequences.
+#include "core/calibration.h"
+#include "core/compression.h"
+#include "core/model.h"
+#include "core/quant/quantizer.h"
+#include "core/sdk/techniqueregistry.h"
+#include "core/transformer.h"
+#include "testutil.h"
+
+#include <QDir>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <cmath>
+
+using namespace bitsmith::core;
+using namespace bitsmith::test;
+
+namespace {
+
+std::vector<float> logitsOf(const Transformer &tf, const std::vector<std::int32_t> &ids)
+{
+    KVCache cache = tf.makeCache(int(ids.size()));
+    std::vector<float> logits;
+    if (auto ok = tf.forward(ids, cache, logits); !ok)
+        qFatal("%s", qPrintable(ok.error().toString()));
+    return logits;
+}
+
+float maxAbsDiff(const std::vector<float> &a, const std::vector<float> &b)
+{
+    float m = 0;
+    for (size_t i = 0; i < a.size(); ++i)
+        m = std::max(m, std::fabs(a[i] - b[i]));
+    return m;
+}
+
+} // namespace
+
+class TestCompression : public QObject
+{
+    Q_OBJECT
+
+    std::shared_ptr<Model> m_model;
+    std::unique_ptr<TechniqueRegistry> m_registry;
+    const std::vector<std::int32_t> m_ids = {1088, 260, 2342, 424, 3317, 12, 270, 401, 334, 299};
+
+    Recipe rtnRecipe(int bits, int group, bool sym = false)
+    {
+        Recipe r;
+        r.defaultTechnique = QStringLiteral("rtn");
+        r.defaultFormat = QuantFormat{bits, group, sym};
+        return r;
+    }
+
+private slots:
+    void initTestCase()
+    {
+        auto m = Model::load(defaultModelDir());
+        QVERIFY(m);
+        m_model = *m;
+        m_registry = std::make_unique<TechniqueRegistry>(QStringList{QStringLiteral(BITSMITH_PLUGIN_DIR_FOR_TESTS)});
+    }
+
+    void engineMatchesQuantizer()
+    {
+        auto result = compressModel(*m_model, rtnRecipe(4, 128), *m_registry, {});
+        QVERIFY2(result, qPrintable(result ? QString() : result.error().toString()));
+        QCOMPARE(result->layers.size(), size_t(8 * 7)); // every block linear, not the head
+        QCOMPARE(result->model->quantizedLayers().size(), size_t(56));
+        for (const QuantizedLayer &q : result->model->quantizedLayers()) {
+            auto direct = quantizeRtn(m_model->weight(q.tensor), QuantFormat{4, 128, false});
+            QVERIFY(direct);
+            QCOMPARE(q.weights.codes, direct->codes);
+            QCOMPARE(q.weights.scales, direct->scales);
+            QCOMPARE(q.weights.zeros, direct->zeros);
+        }
+        // 4 bits + (16-bit scale + 4-bit zero) / 128 = 4.15625 bits per weight
+        QCOMPARE(result->effectiveBitsPerWeight, 4.15625);
+        // the source is untouched
+        QVERIFY(m_model->quantizedLayers().empty());
+    }
+
+    void writtenFolderReloadsWithIdenticalLogits_data()
+    {
+        QTest::addColumn<int>("bits");
+        QTest::addColumn<int>("group");
+        QTest::addColumn<bool>("sym");
+        QTest::newRow("q4 g128") << 4 << 128 << false;
+        QTest::newRow("q3 g64 sym") << 3 << 64 << true;
+        QTest::newRow("q8 per-channel") << 8 << 0 << false;
+        QTest::newRow("q2 g32") << 2 << 32 << false;
+    }
+
+    void writtenFolderReloadsWithIdenticalLogits()
+    {
+        QFETCH(int, bits);
+        QFETCH(int, group);
+        QFETCH(bool, sym);
+        auto result = compressModel(*m_model, rtnRecipe(bits, group, sym), *m_registry, {});
+        QVERIFY(result);
+        QTemporaryDir dir;
+        const QString out = dir.filePath(QStringLiteral("compressed"));
+        auto ok = writeCompressedModel(*result, *m_model, out);
+        QVERIFY2(ok, qPrintable(ok ? QString() : ok.error().toString()));
+        QVERIFY(!QFileInfo::exists(out + QStringLiteral(".partial")));
+        auto reloaded = Model::load(out);
+        QVERIFY2(reloaded, qPrintable(reloaded ? QString() : reloaded.error().toString()));
+        QCOMPARE((*reloaded)->quantizedLayers().size(), size_t(56));
+        QVERIFY((*reloaded)->tokenizer());
+        // identical stored form
+        for (const QuantizedLayer &q : result->model->quantizedLayers()) {
+            const QuantizedLayer *r = (*reloaded)->quantizedLayer(q.tensor);
+            QVERIFY(r);
+            QCOMPARE(r->weights.codes, q.weights.codes);
+            QCOMPARE(r->weights.scales, q.weights.scales);
+        }
+        QCOMPARE((*reloaded)->totalStoredBytes(), result->model->totalStoredBytes());
+        // identical logits on the quantized kernels; the dense f32 path on the dequantized
+        // weights agrees to f32 rounding
+        const auto inMemory = logitsOf(Transformer(result->model), m_ids);
+        const auto fromDisk = logitsOf(Transformer(*reloaded), m_ids);
+        QCOMPARE(maxAbsDiff(inMemory, fromDisk), 0.0f);
+        const auto dense = logitsOf(Transformer(*reloaded, LinearBackend::OneDnn, false), m_ids);
+        QVERIFY2(maxAbsDiff(dense, fromDisk) < 2e-4f, qPrintable(QString::number(maxAbsDiff(dense, fromDisk))));
+        // recipe and report beside the weights
+        auto recipe = Recipe::fromFile(out + QStringLiteral("/recipe.json"));
+        QVERIFY(recipe);
+        QCOMPARE(recipe->defaultFormat, (QuantFormat{bits, group, sym}));
+        QCOMPARE(recipe->modelWeightsHash, m_model->weightsHash());
+        const QJsonObject report = QJsonDocument::fromJson(readAll(out + QStringLiteral("/report.json"))).object();
+        QCOMPARE(report[QStringLiteral("effective_bpw")].toDouble(), result->effectiveBitsPerWeight);
+        QCOMPARE(report[QStringLiteral("layers")].toArray().size(), 56);
+    }
+
+    void brokenCompressedFolders()
+    {
+        auto result = compressModel(*m_model, rtnRecipe(4, 128), *m_registry, {});
+        QVERIFY(result);
+        QTemporaryDir dir;
+        const QString out = dir.filePath(QStringLiteral("c"));
+        QVERIFY(writeCompressedModel(*result, *m_model, out));
+        // a config naming a layer whose tensors are missing
+        QFile cfg(out + QStringLiteral("/config.json"));
+        QVERIFY(cfg.open(QIODevice::ReadOnly));
+        const QByteArray original = cfg.readAll();
+        cfg.close();
+        auto writeConfig = [&](const QByteArray &bytes) {
+            QFile f(out + QStringLiteral("/config.json"));
+            QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Truncate));
+            f.write(bytes);
+        };
+        QByteArray renamed = original;
+        renamed.replace("\"model.layers.0.self_attn.q_proj\"", "\"model.layers.0.self_attn.q_projX\"");
+        writeConfig(renamed);
+        auto m1 = Model::load(out);
+        QVERIFY(!m1);
+        QVERIFY2(m1.error().tensor.startsWith(QStringLiteral("model.layers.0.self_attn.q_proj")), qPrintable(m1.error().toString()));
+        // a wrong bit width for the stored codes: the packed size no longer matches
+        QByteArray wrongBits = original;
+        const qsizetype at = wrongBits.indexOf("\"bits\": 4");
+        QVERIFY(at > 0);
+        wrongBits.replace(at, 9, "\"bits\": 3");
+        writeConfig(wrongBits);
+        auto m2 = Model::load(out);
+        QVERIFY(!m2);
+        QVERIFY2(!m2.error().tensor.isEmpty(), qPrintable(m2.error().toString()));
+        // an unknown format version
+        QByteArray version = original;
+        version.replace("\"format_version\": 1", "\"format_version\": 99");
+        writeConfig(version);
+        auto m3 = Model::load(out);
+        QVERIFY(!m3);
+        QCOMPARE(m3.error().code, ErrorCode::Unsupported);
+    }
+
+    void cancellation()
+    {
+        CallbackFeedback fb;
+        fb.cancel();
+        auto result = compressModel(*m_model, rtnRecipe(4, 128), *m_registry, {}, &fb);
+        QVERIFY(!result);
+        QCOMPARE(result.error().code, ErrorCode::Cancelled);
+    }
+
+    void calibrationSequences()
+    {
+        std::vector<std::int32_t> tokens(10000);
+        for (size_t i = 0; i < tokens.size(); ++i)
+            tokens[i] = std::int32_t(i);
+        auto a = makeCalibrationSequences(tokens, 8, 100, 7);
+        auto b = makeCalibrationSequences(tokens, 8, 100, 7);
+        auto c = makeCalibrationSequences(tokens, 8, 100, 8);
+        QVERIFY(a && b && c);
+        QCOMPARE(*a, *b);
+        QVERIFY(*a != *c);
+        QCOMPARE(a->size(), size_t(8));
+        for (const auto &s : *a) {
+            QCOMPARE(s.size(), size_t(100));
+            for (size_t i = 1; i < s.size(); ++i)
+                QCOMPARE(s[i], s[i - 1] + 1); // contiguous windows of the text
+        }
+        // not enough text for 200 windows of 100: the 100 non-overlapping ones that fit
+        auto fit = makeCalibrationSequences(tokens, 200, 100, 0);
+        QVERIFY(fit);
+        QCOMPARE(fit->size(), size_t(100));
+        QCOMPARE(fit->back().front(), 9900);
+        auto tiny = makeCalibrationSequences(std::vector<std::int32_t>{1}, 8, 100, 0);
+        QVERIFY(!tiny);
+    }
+
+    void inputStatistics()
+    {
+        // H = (2/n) Σ x xᵀ against a direct computation
+        const std::vector<float> x = {1, 2, 0, -1, 3, 1, 0.5f, 0, -2};
+        InputStatistics s(3, true, 2, 0);
+        s.add(x.data(), 2);
+        s.add(x.data() + 6, 1);
+        QCOMPARE(s.tokens(), std::int64_t(3));
+        for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 3; ++j) {
+                double direct = 0;
+                for (int r = 0; r < 3; ++r)
+                    direct += double(x[size_t(r * 3 + i)]) * x[size_t(r * 3 + j)];
+                QVERIFY(std::fabs(s.hessian()(i, j) - 2.0 * direct / 3.0) < 1e-9);
+            }
+        QCOMPARE(s.maxAbs()[2], 2.0);
+        QVERIFY(std::fabs(s.meanAbs()[0] - 2.5 / 3) < 1e-12);
+        QCOMPARE(s.sampleRows(), std::int64_t(2)); // reservoir of 2 rows
+    }
+};
+
+QTEST_GUILESS_MAIN(TestCompression)
+#include "tst_compression.moc"
