@@ -34,10 +34,13 @@ public:
         , m_role(role)
         , m_stats(stats)
     {}
-    void onLinearInput(int block, WeightRole role, const float *x, std::int64_t rows, std::int64_t) override
+    bool onLinearInput(int block, WeightRole role, const float *x, std::int64_t rows, std::int64_t) override
     {
-        if (block == m_block && role == m_role)
+        if (block == m_block && role == m_role) {
             m_stats.add(x, rows);
+            return false; // the rest of the block is not needed for this input
+        }
+        return true;
     }
 
 private:
@@ -209,6 +212,7 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
                 p.data = work.mutableWeight(name);
                 p.rows = v.rows;
                 p.cols = v.cols;
+                p.compressed = work.quantizedLayer(name) != nullptr;
                 return p;
             };
             if (input == WeightRole::LinearQ)
@@ -228,8 +232,9 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
                 fb.setStatus(QStringLiteral("block %1: calibrating %2").arg(block).arg(QLatin1String(weightRoleName(input))));
                 stats = std::make_unique<InputStatistics>(group.layers.front().cols, true, 4096, recipe.calibration.seed);
                 CaptureHook hook(block, input, *stats);
+                std::vector<float> x;
                 for (const auto &h : hidden) {
-                    std::vector<float> x = h; // the block runs in place; keep the input
+                    x = h; // the block runs in place; keep the input
                     runBlockOn(block, x, &hook);
                 }
                 group.calibration = stats.get();

@@ -117,38 +117,55 @@ void Transformer::attention(int layer, const float *q, std::int64_t t, KVCache &
     const ModelConfig &c = m_model->config();
     const int hd = c.headDim, nH = c.numHeads, nKv = c.numKvHeads, group = nH / nKv;
     const int start = cache.length; // position of the first query
-    const int total = start + static_cast<int>(t);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const float *keys = cache.keys[static_cast<std::size_t>(layer)].data();
     const float *values = cache.values[static_cast<std::size_t>(layer)].data();
     const int window = c.slidingWindow;
-#pragma omp parallel for schedule(static)
+    // Queries go in chunks: a chunk only needs the keys up to its last position (causal), which
+    // halves the work of a long prefill, and its scores stay in cache.
+    constexpr std::int64_t kChunk = 64;
+    const std::int64_t chunks = (t + kChunk - 1) / kChunk;
+#pragma omp parallel for collapse(2) schedule(static)
     for (int h = 0; h < nH; ++h) {
-        const int g = h / group;
-        ConstStridedMap Q(q + h * hd, t, hd, Eigen::OuterStride<>(nH * hd));
-        ConstStridedMap K(keys + g * hd, total, hd, Eigen::OuterStride<>(nKv * hd));
-        ConstStridedMap V(values + g * hd, total, hd, Eigen::OuterStride<>(nKv * hd));
-        StridedMap O(out + h * hd, t, hd, Eigen::OuterStride<>(nH * hd));
-        RowMat S = (Q * K.transpose()) * scale;
-        for (std::int64_t i = 0; i < t; ++i) {
-            const int pos = start + static_cast<int>(i);
-            // keys allowed: j <= pos, and pos - j < window when a sliding window is set
-            const int lo = window > 0 ? std::max(0, pos - window + 1) : 0;
-            float maxv = -std::numeric_limits<float>::infinity();
-            for (int j = lo; j <= pos; ++j)
-                maxv = std::max(maxv, S(i, j));
-            float sum = 0.0f;
-            for (int j = 0; j < total; ++j) {
-                if (j < lo || j > pos) {
-                    S(i, j) = 0.0f;
-                } else {
-                    S(i, j) = std::exp(S(i, j) - maxv);
-                    sum += S(i, j);
+        for (std::int64_t ch = 0; ch < chunks; ++ch) {
+            const int g = h / group;
+            const std::int64_t i0 = ch * kChunk, rows = std::min(kChunk, t - i0);
+            const int firstPos = start + static_cast<int>(i0), lastPos = firstPos + static_cast<int>(rows) - 1;
+            // keys this chunk may see: [kLo, lastPos]
+            const int kLo = window > 0 ? std::max(0, firstPos - window + 1) : 0;
+            const int kCount = lastPos - kLo + 1;
+            ConstStridedMap Q(q + i0 * nH * hd + h * hd, rows, hd, Eigen::OuterStride<>(nH * hd));
+            ConstStridedMap K(keys + static_cast<std::int64_t>(kLo) * nKv * hd + g * hd, kCount, hd, Eigen::OuterStride<>(nKv * hd));
+            ConstStridedMap V(values + static_cast<std::int64_t>(kLo) * nKv * hd + g * hd, kCount, hd, Eigen::OuterStride<>(nKv * hd));
+            StridedMap O(out + i0 * nH * hd + h * hd, rows, hd, Eigen::OuterStride<>(nH * hd));
+            RowMat S(rows, kCount);
+            S.noalias() = Q * K.transpose();
+            for (std::int64_t i = 0; i < rows; ++i) {
+                const int pos = firstPos + static_cast<int>(i);
+                // allowed keys: j <= pos, and pos - j < window when a sliding window is set
+                const int lo = (window > 0 ? std::max(0, pos - window + 1) : 0) - kLo;
+                const int hi = pos - kLo;
+                float *row = S.row(i).data();
+                float maxv = -std::numeric_limits<float>::infinity();
+                for (int j = lo; j <= hi; ++j) {
+                    row[j] *= scale;
+                    maxv = std::max(maxv, row[j]);
                 }
+                float sum = 0.0f;
+                for (int j = 0; j < kCount; ++j) {
+                    if (j < lo || j > hi) {
+                        row[j] = 0.0f;
+                    } else {
+                        row[j] = std::exp(row[j] - maxv);
+                        sum += row[j];
+                    }
+                }
+                const float inv = 1.0f / sum;
+                for (int j = lo; j <= hi; ++j)
+                    row[j] *= inv;
             }
-            S.row(i) /= sum;
+            O.noalias() = S * V;
         }
-        O.noalias() = S * V;
     }
 }
 
@@ -208,8 +225,8 @@ void Transformer::runBlock(int layer, float *x, std::int64_t t, KVCache &cache, 
     const BlockWeights &w = m_model->blocks()[l];
     const BlockKernels &k = m_blocks[l];
     rmsNorm(x, w.attnNorm.data, t, h, eps, xn.data());
-    if (hook)
-        hook->onLinearInput(layer, WeightRole::LinearQ, xn.data(), t, h);
+    if (hook && !hook->onLinearInput(layer, WeightRole::LinearQ, xn.data(), t, h))
+        return;
     k.q->forward(xn.data(), t, q.data());
     float *kRows = cache.keys[l].data() + static_cast<std::int64_t>(cache.length) * kvDim;
     float *vRows = cache.values[l].data() + static_cast<std::int64_t>(cache.length) * kvDim;
@@ -218,22 +235,22 @@ void Transformer::runBlock(int layer, float *x, std::int64_t t, KVCache &cache, 
     rope(q.data(), t, c.numHeads, cache.length);
     rope(kRows, t, c.numKvHeads, cache.length);
     attention(layer, q.data(), t, cache, att.data());
-    if (hook)
-        hook->onLinearInput(layer, WeightRole::LinearO, att.data(), t, qDim);
+    if (hook && !hook->onLinearInput(layer, WeightRole::LinearO, att.data(), t, qDim))
+        return;
     k.o->forward(att.data(), t, tmp.data());
     for (std::size_t i = 0; i < n; ++i)
         x[i] += tmp[i];
     rmsNorm(x, w.mlpNorm.data, t, h, eps, xn.data());
-    if (hook)
-        hook->onLinearInput(layer, WeightRole::LinearGate, xn.data(), t, h);
+    if (hook && !hook->onLinearInput(layer, WeightRole::LinearGate, xn.data(), t, h))
+        return;
     k.gate->forward(xn.data(), t, gate.data());
     k.up->forward(xn.data(), t, up.data());
     for (std::size_t i = 0; i < gate.size(); ++i) {
         const float g = gate[i];
         gate[i] = g / (1.0f + std::exp(-g)) * up[i];
     }
-    if (hook)
-        hook->onLinearInput(layer, WeightRole::LinearDown, gate.data(), t, inter);
+    if (hook && !hook->onLinearInput(layer, WeightRole::LinearDown, gate.data(), t, inter))
+        return;
     k.down->forward(gate.data(), t, tmp.data());
     for (std::size_t i = 0; i < n; ++i)
         x[i] += tmp[i];

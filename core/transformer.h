@@ -31,12 +31,14 @@ struct BlockKernels
 
 // Sees the input of each distinct linear during a forward pass (calibration statistics, GPTQ
 // Hessians, activation norms). `role` names the input: LinearQ for the input shared by q/k/v,
-// LinearO, LinearGate for the input shared by gate/up, LinearDown.
+// LinearO, LinearGate for the input shared by gate/up, LinearDown. Returning false stops the
+// block right there (calibration that only needs one input saves the rest of the block; the
+// block's output is then not computed).
 class LinearInputHook
 {
 public:
     virtual ~LinearInputHook() = default;
-    virtual void onLinearInput(int block, WeightRole role, const float *x, std::int64_t rows, std::int64_t cols) = 0;
+    virtual bool onLinearInput(int block, WeightRole role, const float *x, std::int64_t rows, std::int64_t cols) = 0;
 };
 
 class Transformer

@@ -1,6 +1,7 @@
 // int8linear.cpp: W8A8 on oneDNN int8 matmul — weights reordered once into the layout the brgemm
 // primitive asks for, activations quantized per row at each call (AVX-512 or scalar, identical
 // results), one primitive per batch size.
+
 // GCC 12 warns that _mm512_undefined_*() values are used uninitialised when AVX-512 intrinsics
 // are inlined into target("avx512f") functions of a TU built without AVX-512 (GCC PR 105593,
 // fixed in GCC 13); the warning points into the intrinsics headers, so it is silenced for them.
@@ -113,9 +114,11 @@ struct Int8Linear::Impl
     std::vector<float> invSmooth;
     bool avx512 = false;
 
-    std::vector<std::int8_t> weightsS8; // [N][K], plain, until every layout we need is reordered
+    std::vector<std::int8_t> weightsS8; // [N][K] plain, only until the first reorder
     dnnl::memory::desc plainWeightsMd;
-    // Reordered weights per layout oneDNN asked for (in practice one for all batch sizes).
+    // Reordered weights per layout oneDNN asked for. brgemm asks for one layout for every batch
+    // size (checked for M = 1..4096), so the plain copy is dropped after the first reorder and a
+    // second layout, should one ever come, is made from the first through a plain round trip.
     std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> reordered;
     dnnl::memory biasMem;
 
@@ -137,10 +140,16 @@ struct Int8Linear::Impl
         for (const auto &[d, mem] : reordered)
             if (d == md)
                 return mem;
+        if (weightsS8.empty()) {
+            weightsS8.resize(static_cast<std::size_t>(rows * cols));
+            dnnl::memory plain(plainWeightsMd, cpuEngine(), weightsS8.data());
+            dnnl::reorder(reordered.front().second, plain).execute(stream(), reordered.front().second, plain);
+        }
         dnnl::memory plain(plainWeightsMd, cpuEngine(), weightsS8.data());
         dnnl::memory dst(md, cpuEngine());
         dnnl::reorder(plain, dst).execute(stream(), plain, dst);
         stream().wait();
+        std::vector<std::int8_t>().swap(weightsS8); // release the memory, not just the size
         reordered.emplace_back(md, dst);
         return reordered.back().second;
     }
@@ -256,8 +265,6 @@ Expected<std::unique_ptr<Int8Linear>> Int8Linear::create(const QuantizedTensor &
     } catch (const dnnl::error &e) {
         return unexpected(fail(ErrorCode::Internal, QStringLiteral("int8 linear: oneDNN: %1").arg(QLatin1String(e.what()))));
     }
-    // Later batch sizes reuse the reordered weights; keep the plain copy only if a future
-    // primitive could want another layout (never seen with brgemm, cheap insurance otherwise).
     return std::unique_ptr<Int8Linear>(new Int8Linear(std::move(impl)));
 }
 

@@ -2,6 +2,7 @@
 // a dequantize-a-tile + oneDNN f32 GEMM path for large ones, each in AVX-512, AVX2 and scalar
 // variants chosen at run time (core is compiled for x86-64-v2, so vector code lives in functions
 // with a target attribute and is only called after a CPU check).
+
 // GCC 12 warns that _mm512_undefined_*() values are used uninitialised when AVX-512 intrinsics
 // are inlined into target("avx512f") functions of a TU built without AVX-512 (GCC PR 105593,
 // fixed in GCC 13); the warning points into the intrinsics headers, so it is silenced for them.
@@ -104,7 +105,7 @@ BlockLayout blockLayout(KernelIsa isa, int bits)
     return l;
 }
 
-// One group run, as the GEMV walks it: whole blocks from byteOffset, x from xOffset.
+// A piece of a group run as the GEMV walks it: whole blocks from byteOffset, x from xOffset.
 struct Segment
 {
     std::int64_t byteOffset = 0; // within a row
@@ -129,6 +130,9 @@ struct GemvArgs
     const float *bias = nullptr;
     float *y = nullptr;
     std::int64_t ldy = 0;
+    // The GEMV walks K in slices (so that the x slice stays in L1 across rows): the first slice
+    // writes y (with the zero-point term and bias), later ones add to it.
+    bool first = true;
 };
 
 struct DequantArgs
@@ -142,7 +146,7 @@ using GemvFn = void (*)(const GemvArgs &, std::int64_t, std::int64_t);
 using DequantFn = void (*)(const DequantArgs &, std::int64_t, std::int64_t);
 
 // ---------------------------------------------------------------------------------------------
-// Scalar variant (also the reference for the lane layouts: identity order, 32-column blocks).
+// Scalar variant (also the reference for the lane layouts: identity order).
 
 inline unsigned scalarCode(const std::uint8_t *row, std::int64_t j, int bits)
 {
@@ -155,7 +159,7 @@ inline unsigned scalarCode(const std::uint8_t *row, std::int64_t j, int bits)
 template<int BITS, int MB>
 void gemvScalar(const GemvArgs &a, std::int64_t r0, std::int64_t r1)
 {
-    constexpr int W = 32;
+    constexpr int W = BITS == 2 ? 64 : 32; // as blockLayout()
     constexpr std::int64_t blockBytes = W * BITS / 8;
     for (std::int64_t n = r0; n < r1; ++n) {
         const std::uint8_t *row = a.codes + n * a.rowBytes;
@@ -175,6 +179,11 @@ void gemvScalar(const GemvArgs &a, std::int64_t r0, std::int64_t r1)
             const float sc = a.scales[n * a.groups + seg.group];
             for (int mb = 0; mb < MB; ++mb)
                 total[mb] += acc[mb] * sc;
+        }
+        if (!a.first) {
+            for (int mb = 0; mb < MB; ++mb)
+                a.y[mb * a.ldy + n] += total[mb];
+            continue;
         }
         const float *sz = a.scaledZeros + n * a.groupsPadded;
         for (int mb = 0; mb < MB; ++mb) {
@@ -206,6 +215,8 @@ void dequantScalar(const DequantArgs &a, std::int64_t r0, std::int64_t r1)
 
 // ---------------------------------------------------------------------------------------------
 // AVX2 variant: 8 lanes.
+// The small fixed loops over rows of x / vectors of a block must be unrolled (GCC -O2 does not
+// always do it), or the accumulator arrays live on the stack and every FMA waits on a store.
 
 // Shuffle/shift tables for generic b-bit decoding of 8 consecutive codes held in b bytes: lane i
 // takes bytes floor(i*b/8) and the next one, then shifts right by (i*b) % 8.
@@ -255,15 +266,18 @@ template<int BITS>
 BITSMITH_AVX2 inline void decodeBlockAvx2(const std::uint8_t *p, __m256 *v, __m256i shuffle, __m256i shift)
 {
     if constexpr (BITS == 8) {
+#pragma GCC unroll 16
         for (int j = 0; j < 4; ++j)
             v[j] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(p + 8 * j))));
     } else if constexpr (BITS == 4) {
+#pragma GCC unroll 16
         for (int h = 0; h < 2; ++h) {
             const __m256i t = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(p + 8 * h)));
             v[2 * h] = _mm256_cvtepi32_ps(_mm256_and_si256(t, _mm256_set1_epi32(15)));
             v[2 * h + 1] = _mm256_cvtepi32_ps(_mm256_srli_epi32(t, 4));
         }
     } else if constexpr (BITS == 2) {
+#pragma GCC unroll 16
         for (int h = 0; h < 2; ++h) {
             const __m256i t = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(p + 8 * h)));
             const __m256i m3 = _mm256_set1_epi32(3);
@@ -273,6 +287,7 @@ BITSMITH_AVX2 inline void decodeBlockAvx2(const std::uint8_t *p, __m256 *v, __m2
             v[4 * h + 3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(t, 6));
         }
     } else {
+#pragma GCC unroll 16
         for (int j = 0; j < 4; ++j)
             v[j] = _mm256_cvtepi32_ps(decodeGeneric8<BITS>(p + BITS * j, shuffle, shift));
     }
@@ -300,12 +315,15 @@ BITSMITH_AVX2 void gemvAvx2(const GemvArgs &a, std::int64_t r0, std::int64_t r1)
     for (std::int64_t n = r0; n < r1; ++n) {
         const std::uint8_t *row = a.codes + n * a.rowBytes;
         __m256 total[MB];
+#pragma GCC unroll 16
         for (int mb = 0; mb < MB; ++mb)
             total[mb] = _mm256_setzero_ps();
         for (std::int64_t s = 0; s < a.segmentCount; ++s) {
             const Segment &seg = a.segments[s];
             __m256 acc[MB][NA];
+#pragma GCC unroll 16
             for (int mb = 0; mb < MB; ++mb)
+#pragma GCC unroll 16
                 for (int j = 0; j < NA; ++j)
                     acc[mb][j] = _mm256_setzero_ps();
             const std::uint8_t *p = row + seg.byteOffset;
@@ -313,19 +331,30 @@ BITSMITH_AVX2 void gemvAvx2(const GemvArgs &a, std::int64_t r0, std::int64_t r1)
             for (std::int64_t b = 0; b < seg.blocks; ++b, p += BB, xs += W) {
                 __m256 v[NV];
                 decodeBlockAvx2<BITS>(p, v, shuffle, shift);
+#pragma GCC unroll 16
                 for (int j = 0; j < NV; ++j)
+#pragma GCC unroll 16
                     for (int mb = 0; mb < MB; ++mb)
                         acc[mb][j % NA] = _mm256_fmadd_ps(v[j], _mm256_loadu_ps(xs + mb * a.xsStride + 8 * j), acc[mb][j % NA]);
             }
             const __m256 sc = _mm256_set1_ps(a.scales[n * a.groups + seg.group]);
+#pragma GCC unroll 16
             for (int mb = 0; mb < MB; ++mb) {
                 __m256 sum = acc[mb][0];
+#pragma GCC unroll 16
                 for (int j = 1; j < NA; ++j)
                     sum = _mm256_add_ps(sum, acc[mb][j]);
                 total[mb] = _mm256_fmadd_ps(sum, sc, total[mb]);
             }
         }
+        if (!a.first) {
+#pragma GCC unroll 16
+            for (int mb = 0; mb < MB; ++mb)
+                a.y[mb * a.ldy + n] += hsum256(total[mb]);
+            continue;
+        }
         const float *sz = a.scaledZeros + n * a.groupsPadded;
+#pragma GCC unroll 16
         for (int mb = 0; mb < MB; ++mb) {
             const float *sx = a.sumX + mb * a.groupsPadded;
             __m256 z = _mm256_setzero_ps();
@@ -436,71 +465,100 @@ BITSMITH_AVX512 inline void decodeBlockAvx512(const std::uint8_t *p, __m512 *v, 
     }
 }
 
-template<int BITS, int MB>
-BITSMITH_AVX512 void gemvAvx512(const GemvArgs &a, std::int64_t r0, std::int64_t r1)
+// Rows n .. n+R-1 of the output for MB rows of x. R = 2 output rows share every x load, which
+// halves the loads per FMA (Zen 4 / Skylake-X load one zmm per cycle, the FMA rate); R*MB*NV
+// accumulators plus R*MB totals must stay within the 32 zmm registers.
+template<int BITS, int MB, int R>
+BITSMITH_AVX512 inline void gemvRowsAvx512(const GemvArgs &a, std::int64_t n, __m512i shuffle, __m512i shift)
 {
     constexpr int W = BITS == 2 ? 64 : 32;
     constexpr int NV = W / 16;
     constexpr int BB = W * BITS / 8;
-    // With one row of x, two blocks per iteration give 2*NV independent FMA chains.
-    constexpr int U = MB == 1 ? 2 : 1;
-    const __m512i shuffle = _mm512_load_si512(tables16<BITS>().shuffle);
-    const __m512i shift = _mm512_load_si512(tables16<BITS>().shift);
-    for (std::int64_t n = r0; n < r1; ++n) {
-        const std::uint8_t *row = a.codes + n * a.rowBytes;
-        // Two totals alternate between segments so that short groups do not serialise on them.
-        __m512 total[2][MB];
-        for (int t = 0; t < 2; ++t)
+    // Accumulators per (output row, row of x): one when there are enough independent FMA chains
+    // anyway (fewer registers, and a cheaper per-group epilogue), else one per vector of a block.
+    constexpr int NA = R * MB >= 4 ? 1 : NV;
+    const std::uint8_t *rows[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+        rows[r] = a.codes + (n + r) * a.rowBytes;
+    __m512 total[R][MB];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+        for (int mb = 0; mb < MB; ++mb)
+            total[r][mb] = _mm512_setzero_ps();
+    for (std::int64_t s = 0; s < a.segmentCount; ++s) {
+        const Segment &seg = a.segments[s];
+        __m512 acc[R][MB][NA];
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
             for (int mb = 0; mb < MB; ++mb)
-                total[t][mb] = _mm512_setzero_ps();
-        for (std::int64_t s = 0; s < a.segmentCount; ++s) {
-            const Segment &seg = a.segments[s];
-            __m512 acc[U][MB][NV];
-            for (int u = 0; u < U; ++u)
-                for (int mb = 0; mb < MB; ++mb)
-                    for (int j = 0; j < NV; ++j)
-                        acc[u][mb][j] = _mm512_setzero_ps();
-            const std::uint8_t *p = row + seg.byteOffset;
-            const float *xs = a.xs + seg.xOffset;
-            std::int64_t b = 0;
-            for (; b + U <= seg.blocks; b += U, p += U * BB, xs += U * W) {
-                for (int u = 0; u < U; ++u) {
-                    __m512 v[NV];
-                    decodeBlockAvx512<BITS>(p + u * BB, v, shuffle, shift);
-                    for (int j = 0; j < NV; ++j)
-                        for (int mb = 0; mb < MB; ++mb)
-                            acc[u][mb][j] = _mm512_fmadd_ps(v[j], _mm512_loadu_ps(xs + u * W + mb * a.xsStride + 16 * j),
-                                                            acc[u][mb][j]);
+#pragma GCC unroll 16
+                for (int j = 0; j < NA; ++j)
+                    acc[r][mb][j] = _mm512_setzero_ps();
+        std::int64_t offset = seg.byteOffset;
+        const float *xs = a.xs + seg.xOffset;
+        for (std::int64_t b = 0; b < seg.blocks; ++b, offset += BB, xs += W) {
+            __m512 v[R][NV];
+#pragma GCC unroll 16
+            for (int r = 0; r < R; ++r)
+                decodeBlockAvx512<BITS>(rows[r] + offset, v[r], shuffle, shift);
+#pragma GCC unroll 16
+            for (int j = 0; j < NV; ++j)
+#pragma GCC unroll 16
+                for (int mb = 0; mb < MB; ++mb) {
+                    const __m512 xv = _mm512_loadu_ps(xs + mb * a.xsStride + 16 * j);
+#pragma GCC unroll 16
+                    for (int r = 0; r < R; ++r)
+                        acc[r][mb][j % NA] = _mm512_fmadd_ps(v[r][j], xv, acc[r][mb][j % NA]);
                 }
-            }
-            if constexpr (U > 1) {
-                for (; b < seg.blocks; ++b, p += BB, xs += W) {
-                    __m512 v[NV];
-                    decodeBlockAvx512<BITS>(p, v, shuffle, shift);
-                    for (int j = 0; j < NV; ++j)
-                        for (int mb = 0; mb < MB; ++mb)
-                            acc[0][mb][j] = _mm512_fmadd_ps(v[j], _mm512_loadu_ps(xs + mb * a.xsStride + 16 * j), acc[0][mb][j]);
-                }
-            }
-            const __m512 sc = _mm512_set1_ps(a.scales[n * a.groups + seg.group]);
+        }
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+            const __m512 sc = _mm512_set1_ps(a.scales[(n + r) * a.groups + seg.group]);
+#pragma GCC unroll 16
             for (int mb = 0; mb < MB; ++mb) {
-                __m512 sum = acc[0][mb][0];
-                for (int u = 0; u < U; ++u)
-                    for (int j = (u == 0 ? 1 : 0); j < NV; ++j)
-                        sum = _mm512_add_ps(sum, acc[u][mb][j]);
-                total[s & 1][mb] = _mm512_fmadd_ps(sum, sc, total[s & 1][mb]);
+                __m512 sum = acc[r][mb][0];
+#pragma GCC unroll 16
+                for (int j = 1; j < NA; ++j)
+                    sum = _mm512_add_ps(sum, acc[r][mb][j]);
+                total[r][mb] = _mm512_fmadd_ps(sum, sc, total[r][mb]);
             }
         }
-        const float *sz = a.scaledZeros + n * a.groupsPadded;
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+        if (!a.first) {
+#pragma GCC unroll 16
+            for (int mb = 0; mb < MB; ++mb)
+                a.y[mb * a.ldy + n + r] += _mm512_reduce_add_ps(total[r][mb]);
+            continue;
+        }
+        const float *sz = a.scaledZeros + (n + r) * a.groupsPadded;
+#pragma GCC unroll 16
         for (int mb = 0; mb < MB; ++mb) {
             const float *sx = a.sumX + mb * a.groupsPadded;
             __m512 z = _mm512_setzero_ps();
             for (std::int64_t g = 0; g < a.groupsPadded; g += 16)
                 z = _mm512_fmadd_ps(_mm512_loadu_ps(sz + g), _mm512_loadu_ps(sx + g), z);
-            const __m512 t = _mm512_sub_ps(_mm512_add_ps(total[0][mb], total[1][mb]), z);
-            a.y[mb * a.ldy + n] = _mm512_reduce_add_ps(t) + (a.bias ? a.bias[n] : 0.0f);
+            a.y[mb * a.ldy + n + r] = _mm512_reduce_add_ps(_mm512_sub_ps(total[r][mb], z)) + (a.bias ? a.bias[n + r] : 0.0f);
         }
     }
+}
+
+template<int BITS, int MB>
+BITSMITH_AVX512 void gemvAvx512(const GemvArgs &a, std::int64_t r0, std::int64_t r1)
+{
+    constexpr int NV = BITS == 2 ? 4 : 2;
+    constexpr int R = 2 * MB * NV + 2 * MB <= 24 ? 2 : 1;
+    const __m512i shuffle = _mm512_load_si512(tables16<BITS>().shuffle);
+    const __m512i shift = _mm512_load_si512(tables16<BITS>().shift);
+    std::int64_t n = r0;
+    for (; n + R <= r1; n += R)
+        gemvRowsAvx512<BITS, MB, R>(a, n, shuffle, shift);
+    for (; n < r1; ++n)
+        gemvRowsAvx512<BITS, MB, 1>(a, n, shuffle, shift);
 }
 
 template<int BITS>
@@ -546,6 +604,11 @@ BITSMITH_AVX512 void dequantAvx512(const DequantArgs &a, std::int64_t r0, std::i
 // Dispatch tables: one function per (variant, bits, rows of x per pass).
 
 constexpr int kMaxPassRows = 4; // rows of x per GEMV pass (accumulators must stay in registers)
+constexpr std::int64_t kPieceColumns = 1024; // longest stretch of one group the GEMV walks at once
+// x floats of one K slice across the rows of a pass: 16 KiB, half of L1d, so that the slice stays
+// in L1 while every output row streams its codes past it.
+constexpr std::int64_t kSliceFloats = 4096;
+constexpr std::int64_t kGemvChunkRows = 64;
 
 template<int BITS>
 GemvFn gemvFor(KernelIsa isa, int mb)
@@ -651,23 +714,30 @@ public:
         // (or past the last column) read x = 0, so the overhanging codes contribute nothing.
         const BlockLayout layout = blockLayout(m_isa, bits);
         const std::int64_t width = layout.width;
+        m_blockWidth = width;
         const std::vector<std::int32_t> &order = w_.columnOrder();
+        // Long runs (per-channel) are cut into pieces of at most kPieceColumns so that K can be
+        // sliced; a piece costs a few instructions (scale, reduction), negligible at that length.
+        const std::int64_t maxBlocks = std::max<std::int64_t>(1, kPieceColumns / width);
         for (const auto &run : w_.groupRuns()) {
-            Segment seg;
-            const std::int64_t first = run.begin / width;
-            const std::int64_t last = (run.end - 1) / width;
-            seg.byteOffset = first * width * bits / 8;
-            seg.blocks = last - first + 1;
-            seg.xOffset = static_cast<std::int64_t>(m_gather.size());
-            seg.group = run.group;
-            for (std::int64_t b = first; b <= last; ++b)
-                for (std::int64_t lane = 0; lane < width; ++lane) {
-                    const std::int64_t col = b * width + layout.column[static_cast<std::size_t>(lane)];
-                    const bool inside = col >= run.begin && col < run.end;
-                    m_gather.push_back(!inside ? -1 : order.empty() ? static_cast<std::int32_t>(col)
-                                                                    : order[static_cast<std::size_t>(col)]);
-                }
-            m_segments.push_back(seg);
+            const std::int64_t firstBlock = run.begin / width;
+            const std::int64_t lastBlock = (run.end - 1) / width;
+            for (std::int64_t first = firstBlock; first <= lastBlock; first += maxBlocks) {
+                const std::int64_t last = std::min(lastBlock, first + maxBlocks - 1);
+                Segment seg;
+                seg.byteOffset = first * width * bits / 8;
+                seg.blocks = last - first + 1;
+                seg.xOffset = static_cast<std::int64_t>(m_gather.size());
+                seg.group = run.group;
+                for (std::int64_t b = first; b <= last; ++b)
+                    for (std::int64_t lane = 0; lane < width; ++lane) {
+                        const std::int64_t col = b * width + layout.column[static_cast<std::size_t>(lane)];
+                        const bool inside = col >= run.begin && col < run.end;
+                        m_gather.push_back(!inside ? -1 : order.empty() ? static_cast<std::int32_t>(col)
+                                                                        : order[static_cast<std::size_t>(col)]);
+                    }
+                m_segments.push_back(seg);
+            }
         }
         m_xsStride = roundUp(static_cast<std::int64_t>(m_gather.size()), 16);
 
@@ -676,9 +746,10 @@ public:
             m_gemv[mb] = forBits<GemvFn>(bits, [&]<int B>() { return gemvFor<B>(m_isa, mb); });
         m_dequant = forBits<DequantFn>(bits, [&]<int B>() { return dequantFor<B>(m_isa); });
 
-        // Tile rows for the GEMM path: about 512 KiB of f32 weights, so a tile stays in L2 while
-        // oneDNN reads it, and whole multiples of 16 rows.
-        m_tileRows = std::clamp<std::int64_t>(roundUp((128 * 1024) / std::max<std::int64_t>(w_.cols(), 1), 16), 16, 512);
+        // Tile rows for the GEMM path: about 4 MiB of f32 weights (256 rows at K = 4096). oneDNN
+        // 2.6 runs these shapes on gemm:jit, which is slow on narrow tiles (32 rows: ~2x slower
+        // at M = 128); between 128 and 512 rows the time hardly changes, dequantizing is ~5%.
+        m_tileRows = std::clamp<std::int64_t>(roundUp((1 << 20) / std::max<std::int64_t>(w_.cols(), 1), 16), 64, 512);
 
         const QuantFormat &f = w_.format();
         const QString grouping = f.groupSize > 0 ? QStringLiteral("g%1").arg(f.groupSize)
@@ -729,30 +800,55 @@ private:
                 m_sumX[static_cast<std::size_t>(i * m_groupsPadded + g)] = static_cast<float>(sums[static_cast<std::size_t>(g)]);
         }
         const std::int64_t rows = w.rows();
+        GemvArgs base;
+        base.codes = w.rowData(0);
+        base.rowBytes = w.rowBytes();
+        base.scales = w.scales().data();
+        base.groups = groups;
+        base.scaledZeros = m_scaledZeros.data();
+        base.groupsPadded = m_groupsPadded;
+        base.xsStride = m_xsStride;
+        base.bias = m_bias;
+        base.ldy = rows;
+
+        // Passes of up to kMaxPassRows rows of x, each walking K in slices: consecutive segments
+        // whose x (for the pass's rows) fits kSliceFloats.
+        m_passes.clear();
+        const std::int64_t segments = static_cast<std::int64_t>(m_segments.size());
         for (std::int64_t i0 = 0; i0 < m; i0 += kMaxPassRows) {
             const auto mb = static_cast<int>(std::min<std::int64_t>(kMaxPassRows, m - i0));
-            GemvArgs a;
-            a.codes = w.rowData(0);
-            a.rowBytes = w.rowBytes();
-            a.segments = m_segments.data();
-            a.segmentCount = static_cast<std::int64_t>(m_segments.size());
-            a.scales = w.scales().data();
-            a.groups = groups;
-            a.scaledZeros = m_scaledZeros.data();
-            a.groupsPadded = m_groupsPadded;
-            a.xs = m_xs.data() + i0 * m_xsStride;
-            a.xsStride = m_xsStride;
-            a.sumX = m_sumX.data() + i0 * m_groupsPadded;
-            a.bias = m_bias;
-            a.y = y + i0 * rows;
-            a.ldy = rows;
-            const GemvFn fn = m_gemv[mb];
-            // Chunks of 16 rows: enough work per task, and neighbouring threads never share a
-            // cache line of y.
-            const std::int64_t chunks = (rows + 15) / 16;
+            for (std::int64_t s0 = 0; s0 < segments;) {
+                std::int64_t s1 = s0 + 1;
+                std::int64_t floats = m_segments[static_cast<std::size_t>(s0)].blocks * m_blockWidth * mb;
+                while (s1 < segments) {
+                    floats += m_segments[static_cast<std::size_t>(s1)].blocks * m_blockWidth * mb;
+                    if (floats > kSliceFloats)
+                        break;
+                    ++s1;
+                }
+                m_passes.push_back({i0, mb, s0, s1});
+                s0 = s1;
+            }
+        }
+        // Chunks of kGemvChunkRows output rows; a chunk runs every pass and slice, so its codes
+        // (64 rows x K bits) stay in L2 between passes and are read from memory once per call,
+        // and the x slice stays in L1 across the chunk's rows. Chunks of different threads never
+        // share a cache line of y.
+        const std::int64_t chunks = (rows + kGemvChunkRows - 1) / kGemvChunkRows;
 #pragma omp parallel for schedule(static)
-            for (std::int64_t c = 0; c < chunks; ++c)
-                fn(a, c * 16, std::min(rows, (c + 1) * 16));
+        for (std::int64_t c = 0; c < chunks; ++c) {
+            const std::int64_t r0 = c * kGemvChunkRows;
+            const std::int64_t r1 = std::min(rows, r0 + kGemvChunkRows);
+            for (const Pass &p : m_passes) {
+                GemvArgs a = base;
+                a.segments = m_segments.data() + p.segmentBegin;
+                a.segmentCount = p.segmentEnd - p.segmentBegin;
+                a.first = p.segmentBegin == 0;
+                a.xs = m_xs.data() + p.row * m_xsStride;
+                a.sumX = m_sumX.data() + p.row * m_groupsPadded;
+                a.y = y + p.row * rows;
+                m_gemv[p.rows](a, r0, r1);
+            }
         }
     }
 
@@ -849,6 +945,7 @@ private:
     std::vector<Segment> m_segments;
     std::vector<std::int32_t> m_gather; // x-stream position -> original column, -1 for zero
     std::int64_t m_xsStride = 0;
+    std::int64_t m_blockWidth = 32;
     GemvFn m_gemv[kMaxPassRows + 1] = {};
     DequantFn m_dequant = nullptr;
     std::int64_t m_tileRows = 64;
@@ -857,6 +954,13 @@ private:
     // called from several threads; like the dense kernel, calls on one kernel serialise).
     mutable std::mutex m_mutex;
     mutable std::vector<float> m_xs, m_sumX, m_tile;
+    struct Pass
+    {
+        std::int64_t row = 0; // first row of x
+        int rows = 1;         // rows of x (<= kMaxPassRows)
+        std::int64_t segmentBegin = 0, segmentEnd = 0; // the K slice
+    };
+    mutable std::vector<Pass> m_passes;
     mutable std::map<std::pair<std::int64_t, std::int64_t>, Prim> m_prims;
 };
 

@@ -8,6 +8,8 @@
 //     y = sum_g s_g * (sum_{k in g} q_k x_k - z_g * sum_{k in g} x_k), so the inner loop is only
 //     unpack -> int-to-float -> FMA; x is permuted once per call into the order the unpacking
 //     produces (and into act-order group order), with zeros where a block overhangs its group.
+//     Up to 4 rows of x share each unpacked block, 2 output rows share each x load, and K is
+//     walked in slices whose x stays in L1; row chunks run in parallel (OpenMP).
 //   * larger m: rows are dequantized tile by tile into an f32 buffer that a oneDNN f32 matmul
 //     consumes, so throughput stays close to the dense f32 kernel.
 #pragma once
@@ -33,7 +35,10 @@ KernelIsa selectKernelIsa();
 const char *kernelIsaName(KernelIsa isa); // "scalar", "avx2", "avx512"
 
 // Up to this many rows of x the GEMV path runs; above it, dequantized tiles + f32 GEMM.
-inline constexpr std::int64_t kPackedGemvMaxRows = 8;
+// Measured (one Zen 4 thread, int4 g128): the GEMV, which reads the codes from memory once per
+// call and keeps x in L1, beats the tiles up to M ~ 32 (K = N = 4096, M = 16: 7.5 vs 23 ms;
+// K = N = 1024, M = 32: equal), because oneDNN's f32 GEMM is slow on small M.
+inline constexpr std::int64_t kPackedGemvMaxRows = 32;
 
 // weights: shared so that several kernels (or the model and a kernel) can hold one copy.
 // bias: null, or outFeatures floats that outlive the kernel.

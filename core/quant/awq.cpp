@@ -234,7 +234,7 @@ Expected<AwqLinearResult> awqQuantizeLinear(MatrixView x, MatrixView w, std::spa
                                             const QuantFormat &format, bool clipSearch, const AwqOptions &options,
                                             Feedback *feedback)
 {
-    if (static_cast<std::int64_t>(scales.size()) != w.cols || x.cols != w.cols)
+    if (static_cast<std::int64_t>(scales.size()) != w.cols || (clipSearch && x.cols != w.cols))
         return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("%1 scales and %2 activation columns for a "
                                                                    "weight with %3 input columns")
                                                         .arg(scales.size())

@@ -76,7 +76,7 @@ struct AwqLinearResult
 };
 
 // Scales W by s (from awqSearchScales), optionally runs the clip search with X·diag(1/s), and
-// quantizes with round-to-nearest.
+// quantizes with round-to-nearest. X is only read for the clip search.
 Expected<AwqLinearResult> awqQuantizeLinear(MatrixView x, MatrixView w, std::span<const float> scales,
                                             const QuantFormat &format, bool clipSearch,
                                             const AwqOptions &options = {}, Feedback *feedback = nullptr);

@@ -86,6 +86,9 @@ struct InputProducer
     float *data = nullptr; // norm weight [cols] or linear weight [rows, cols]
     std::int64_t rows = 0;
     std::int64_t cols = 0;
+    // A producing linear that is already compressed must not be changed any more (its stored
+    // form would go stale): techniques must not fold into it.
+    bool compressed = false;
 };
 
 struct LayerGroup
