@@ -148,7 +148,9 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
     result.model = source.cloneMutable();
     Model &work = *result.model;
     const ModelConfig &cfg = work.config();
-    Transformer tf(result.model); // dense kernels over the working copy: they see every edit
+    // Eigen kernels read the working copy's weights on every call, so they see every edit the
+    // techniques make (oneDNN's keep a reordered copy).
+    Transformer tf(result.model, LinearBackend::Eigen);
     Sink sink(work, result);
     CallbackFeedback silent;
     Feedback &fb = feedback ? *feedback : silent;

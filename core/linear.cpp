@@ -34,6 +34,20 @@ public:
             m_biasMd = dnnl::memory::desc({1, m_w.rows}, dt::f32, tag::ab);
             m_bias = dnnl::memory(m_biasMd, cpuEngine(), const_cast<float *>(m_b.data));
         }
+        // brgemm wants the weights in a blocked layout; given the plain one it re-blocks them on
+        // every call, which halves decoding speed. Reorder once into the layout the primitive
+        // asks for (it does not depend on the batch size) and keep that copy.
+        const dnnl::memory::desc srcMd({1, m_w.cols}, dt::f32, tag::ab), dstMd({1, m_w.rows}, dt::f32, tag::ab);
+        const dnnl::memory::desc anyMd({m_w.cols, m_w.rows}, dt::f32, tag::any);
+        auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(srcMd, anyMd, dstMd), cpuEngine());
+        if (pd.weights_desc() != m_weightsMd) {
+            dnnl::memory blocked(pd.weights_desc(), cpuEngine());
+            dnnl::stream s(cpuEngine());
+            dnnl::reorder(m_weights, blocked).execute(s, m_weights, blocked);
+            s.wait();
+            m_weightsMd = pd.weights_desc();
+            m_weights = blocked;
+        }
     }
 
     void forward(const float *x, std::int64_t m, float *y) const override

@@ -26,7 +26,9 @@ public:
 enum class LinearBackend { OneDnn, Eigen };
 
 // A dense f32 kernel over a [out, in] weight (PyTorch layout) and an optional bias.
-// The views must outlive the kernel (they point into the Model).
+// The views must outlive the kernel (they point into the Model). OneDnn reorders the weights once
+// into the layout its kernel wants, so later edits of the view are not seen; Eigen reads the view
+// on every call (the compression engine relies on that).
 std::unique_ptr<LinearKernel> makeDenseLinear(MatrixView weight, MatrixView bias,
                                               LinearBackend backend = LinearBackend::OneDnn);
 

@@ -15,6 +15,7 @@
 #include <QCoreApplication>
 #include <QDir>
 #include <QFileInfo>
+#include <QSaveFile>
 #include <QElapsedTimer>
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -626,6 +627,46 @@ int cmdCompress(const QStringList &args)
     return 0;
 }
 
+int cmdTokenize(const QStringList &args)
+{
+    Common c;
+    QCommandLineOption text(QStringLiteral("text"), QStringLiteral("Text file to tokenize (UTF-8, CRLF -> LF)."), QStringLiteral("FILE"));
+    QCommandLineOption out(QStringLiteral("out"), QStringLiteral("Write the ids as a JSON array to FILE (default: stdout)."), QStringLiteral("FILE"));
+    c.parser.addOptions({text, out});
+    int code = 0;
+    const QString usage = QStringLiteral("tokenize MODEL --text FILE [--out IDS.json]");
+    if (!parseArgs(c, args, 1, usage, code))
+        return code;
+    if (!c.parser.isSet(text))
+        return usageError(QStringLiteral("--text is required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+    auto model = loadModel(c.parser.positionalArguments().first(), true);
+    if (!model)
+        return reportError(model.error());
+    auto tok = requireTokenizer(**model);
+    if (!tok)
+        return reportError(tok.error());
+    auto content = readTextFile(c.parser.value(text));
+    if (!content)
+        return reportError(content.error());
+    const auto ids = (*tok)->encode(*content, false);
+    QByteArray json = "[";
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (i)
+            json += ',';
+        json += QByteArray::number(ids[i]);
+    }
+    json += "]\n";
+    if (!c.parser.isSet(out)) {
+        std::fputs(json.constData(), stdout);
+        return 0;
+    }
+    QSaveFile f(c.parser.value(out));
+    if (!f.open(QIODevice::WriteOnly) || f.write(json) != json.size() || !f.commit())
+        return reportError(fail(ErrorCode::Io, QStringLiteral("cannot write: %1").arg(f.errorString())).inFile(c.parser.value(out)));
+    std::fprintf(stderr, "tokenize: %zu tokens -> %s\n", ids.size(), qPrintable(c.parser.value(out)));
+    return 0;
+}
+
 int cmdTechniques(const QStringList &args)
 {
     Common c;
@@ -679,7 +720,8 @@ void printUsage(FILE *to)
                "  generate MODEL --prompt STRING [--max-tokens N] [--temperature T] [--seed S]\n"
                "  compress MODEL (--recipe FILE | --method NAME --bits B [--group G] [--sym] [--act-order])\n"
                "           [--calib TEXT_FILE] --out DIR     write a compressed model folder\n"
-               "  techniques [--json]                         the technique plugins and their parameters\n\n"
+               "  techniques [--json]                         the technique plugins and their parameters\n"
+               "  tokenize MODEL --text FILE [--out IDS.json] token ids of a text\n\n"
                "MODEL is a Hugging Face model folder, or 'default' for the bundled model.\n"
                "Common options: --threads N, --backend onednn|eigen, --quiet, --help.\n",
                to);
@@ -714,6 +756,8 @@ int main(int argc, char **argv)
         return cmdCompress(args);
     if (command == QLatin1String("techniques"))
         return cmdTechniques(args);
+    if (command == QLatin1String("tokenize"))
+        return cmdTokenize(args);
     if (command == QLatin1String("--help") || command == QLatin1String("-h") || command == QLatin1String("help")) {
         printUsage(stdout);
         return 0;

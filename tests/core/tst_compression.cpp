@@ -4,6 +4,7 @@
 // compressed folders give errors naming the tensor, cancellation, calibration sequences.
 #include "core/calibration.h"
 #include "core/compression.h"
+#include "core/evaluate.h"
 #include "core/model.h"
 #include "core/quant/quantizer.h"
 #include "core/sdk/techniqueregistry.h"
@@ -137,6 +138,45 @@ private slots:
         const QJsonObject report = QJsonDocument::fromJson(readAll(out + QStringLiteral("/report.json"))).object();
         QCOMPARE(report[QStringLiteral("effective_bpw")].toDouble(), result->effectiveBitsPerWeight);
         QCOMPARE(report[QStringLiteral("layers")].toArray().size(), 56);
+    }
+
+    void rtnMatchesPyTorchReference_data()
+    {
+        QTest::addColumn<int>("index");
+        const QJsonObject ref = QJsonDocument::fromJson(readAll(testDataDir() + QStringLiteral("/reference/rtn_reference.json"))).object();
+        const QJsonArray formats = ref[QStringLiteral("formats")].toArray();
+        QVERIFY(formats.size() >= 5);
+        for (int i = 0; i < formats.size(); ++i) {
+            const QJsonObject f = formats[i].toObject();
+            QTest::newRow(qPrintable(QStringLiteral("w%1 g%2").arg(f[QStringLiteral("bits")].toInt()).arg(f[QStringLiteral("group")].toInt())))
+                << i;
+        }
+    }
+
+    void rtnMatchesPyTorchReference()
+    {
+        // tools/rtn_reference.py quantized the same weights with its own PyTorch RTN of the
+        // REFERENCE.md definition and scored the first windows of eval.txt.
+        QFETCH(int, index);
+        const QJsonObject ref = QJsonDocument::fromJson(readAll(testDataDir() + QStringLiteral("/reference/rtn_reference.json"))).object();
+        const QJsonObject f = ref[QStringLiteral("formats")].toArray()[index].toObject();
+        const QJsonObject quick = f[QStringLiteral("quick")].toObject();
+        auto result = compressModel(*m_model, rtnRecipe(f[QStringLiteral("bits")].toInt(), f[QStringLiteral("group")].toInt()),
+                                    *m_registry, {});
+        QVERIFY(result);
+        auto text = readTextFile(defaultModelDir() + QStringLiteral("/eval.txt"));
+        QVERIFY(text);
+        const auto ids = m_model->tokenizer()->encode(*text);
+        QCOMPARE(qint64(ids.size()), qint64(ref[QStringLiteral("tokens")].toInt()));
+        EvalOptions opt;
+        opt.ctx = ref[QStringLiteral("ctx")].toInt();
+        opt.maxWindows = quick[QStringLiteral("windows")].toInt();
+        auto ppl = evaluatePerplexity(Transformer(result->model), ids, opt);
+        QVERIFY(ppl);
+        const double want = quick[QStringLiteral("ppl")].toDouble();
+        qInfo("RTN w%d g%d: perplexity %.4f, PyTorch reference %.4f (%.4f%%)", f[QStringLiteral("bits")].toInt(),
+              f[QStringLiteral("group")].toInt(), ppl->perplexity, want, 100.0 * (ppl->perplexity / want - 1.0));
+        QVERIFY2(std::fabs(ppl->perplexity / want - 1.0) < 0.005, qPrintable(QString::number(ppl->perplexity)));
     }
 
     void brokenCompressedFolders()
