@@ -1,22 +1,12 @@
 // calibration.cpp: calibration sequences and input statistics.
 #include "calibration.h"
 
+#include "core/random.h"
+
 #include <algorithm>
 #include <cmath>
 
 namespace bitsmith::core {
-
-namespace {
-
-std::uint64_t splitmix(std::uint64_t &state)
-{
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-} // namespace
 
 Expected<std::vector<std::vector<std::int32_t>>> makeCalibrationSequences(std::span<const std::int32_t> tokens,
                                                                          int count, int length, std::uint64_t seed)
@@ -41,7 +31,7 @@ Expected<std::vector<std::vector<std::int32_t>>> makeCalibrationSequences(std::s
     }
     std::uint64_t state = seed;
     for (int i = 0; i < count; ++i) {
-        const auto start = static_cast<std::int64_t>(splitmix(state) % static_cast<std::uint64_t>(n - length + 1));
+        const auto start = static_cast<std::int64_t>(splitmix64(state) % static_cast<std::uint64_t>(n - length + 1));
         out.emplace_back(tokens.begin() + start, tokens.begin() + start + length);
     }
     return out;
@@ -86,7 +76,7 @@ void InputStatistics::add(const float *x, std::int64_t rows)
         std::int64_t slot = -1;
         if (m_sampleRows < m_maxSampleRows)
             slot = m_sampleRows++;
-        else if (const auto j = static_cast<std::int64_t>(splitmix(m_rng) % static_cast<std::uint64_t>(seen + 1)); j < m_maxSampleRows)
+        else if (const auto j = static_cast<std::int64_t>(splitmix64(m_rng) % static_cast<std::uint64_t>(seen + 1)); j < m_maxSampleRows)
             slot = j;
         if (slot >= 0) {
             if (m_samples.size() < static_cast<std::size_t>((slot + 1) * m_features))

@@ -1,29 +1,13 @@
 // generate.cpp: sampling and the generation loop.
 #include "generate.h"
 
+#include "core/random.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
 namespace bitsmith::core {
-
-namespace {
-
-// splitmix64: a tiny, well-defined generator so a seed gives the same text on every platform.
-std::uint64_t nextRandom(std::uint64_t &state)
-{
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-double uniform01(std::uint64_t &state)
-{
-    return static_cast<double>(nextRandom(state) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-} // namespace
 
 std::int32_t sampleToken(const float *logits, std::int64_t vocab, const GenerateOptions &o, std::uint64_t &rngState)
 {

@@ -30,4 +30,41 @@ Expected<void> Technique::validate(const LayerSettings &settings, std::int64_t r
     return {};
 }
 
+std::vector<LayerTarget *> layersUsing(LayerGroup &group, const QString &id)
+{
+    std::vector<LayerTarget *> out;
+    for (LayerTarget &l : group.layers)
+        if (l.settings.technique == id)
+            out.push_back(&l);
+    return out;
+}
+
+bool canFoldInputScales(const LayerGroup &group, std::size_t count)
+{
+    if (count != group.layers.size() || group.layers.empty() || !group.producer.data || group.producer.compressed)
+        return false;
+    const std::int64_t width = group.layers.front().cols;
+    if (group.producer.kind == InputProducer::Kind::Norm)
+        return group.producer.cols == width;
+    return group.producer.kind == InputProducer::Kind::Linear && group.producer.rows == width;
+}
+
+void foldInputScales(LayerGroup &group, std::span<const float> s, ResultSink &results)
+{
+    InputProducer &p = group.producer;
+    if (p.kind == InputProducer::Kind::Norm) {
+        for (std::int64_t j = 0; j < p.cols; ++j)
+            p.data[j] /= s[static_cast<std::size_t>(j)];
+    } else {
+        for (std::int64_t r = 0; r < p.rows; ++r)
+            for (std::int64_t c = 0; c < p.cols; ++c)
+                p.data[r * p.cols + c] /= s[static_cast<std::size_t>(r)];
+    }
+    results.markModified(p.name);
+    for (LayerTarget &l : group.layers)
+        for (std::int64_t r = 0; r < l.rows; ++r)
+            for (std::int64_t c = 0; c < l.cols; ++c)
+                l.weight[r * l.cols + c] *= s[static_cast<std::size_t>(c)];
+}
+
 } // namespace bitsmith::core

@@ -25,6 +25,7 @@
 #include <Eigen/Core>
 
 #include <memory>
+#include <span>
 #include <vector>
 
 namespace bitsmith::core {
@@ -136,6 +137,21 @@ public:
     // Compresses the layers of one group whose settings name this technique.
     virtual Expected<void> apply(TechniqueContext &context) = 0;
 };
+
+// Helpers for techniques -------------------------------------------------------------------
+
+// The layers of `group` whose settings name technique `id`.
+std::vector<LayerTarget *> layersUsing(LayerGroup &group, const QString &id);
+
+// Whether per-input-channel scales can be folded for `count` layers of `group`: they must be all
+// of the group's layers (the rescaled input reaches every one of them), and the producer must be a
+// norm, or a linear with one row per input channel that is not compressed yet.
+bool canFoldInputScales(const LayerGroup &group, std::size_t count);
+
+// Rescales without changing what the group computes: the producer's output channel j is divided by
+// s[j] (norm weight, or linear row) and input column j of every layer of the group is multiplied
+// by s[j]. Marks the producer as modified. Requires canFoldInputScales().
+void foldInputScales(LayerGroup &group, std::span<const float> s, ResultSink &results);
 
 // The interface a plugin's root object implements.
 class TechniqueFactory

@@ -41,22 +41,17 @@ public:
     Expected<void> apply(TechniqueContext &ctx) override
     {
         LayerGroup &g = ctx.group;
-        std::vector<LayerTarget *> mine;
-        for (LayerTarget &l : g.layers)
-            if (l.settings.technique == id())
-                mine.push_back(&l);
+        const std::vector<LayerTarget *> mine = layersUsing(g, id());
         if (mine.empty())
             return {};
         const CalibrationStats &calib = *g.calibration;
         const MatrixView x{calib.samples().data(), calib.sampleRows(), calib.features()};
         AwqOptions opt;
         opt.grid = mine.front()->settings.parameters.value(QStringLiteral("grid")).toInt();
-        const bool wantScale = mine.front()->settings.parameters.value(QStringLiteral("scale")).toBool();
-        const bool canFold = mine.size() == g.layers.size() && g.producer.data && !g.producer.compressed
-                             && (g.producer.kind == InputProducer::Kind::Norm
-                                 || (g.producer.kind == InputProducer::Kind::Linear && g.producer.rows == calib.features()));
+        const bool fold = mine.front()->settings.parameters.value(QStringLiteral("scale")).toBool()
+                          && canFoldInputScales(g, mine.size());
         std::vector<float> scales(static_cast<std::size_t>(calib.features()), 1.0f);
-        if (wantScale && canFold) {
+        if (fold) {
             std::vector<MatrixView> linears;
             for (LayerTarget *l : mine)
                 linears.push_back({l->weight, l->rows, l->cols});
@@ -65,29 +60,22 @@ public:
                 return bitsmith::core::unexpected(std::move(s.error()).forLayer(mine.front()->name));
             scales = s->scales;
             ctx.feedback.log(QStringLiteral("%1: AWQ α = %2").arg(mine.front()->name).arg(s->alpha));
-            // fold 1/s into the producer: a norm weight, or the producing linear's rows
-            if (g.producer.kind == InputProducer::Kind::Norm) {
-                for (std::int64_t j = 0; j < g.producer.cols; ++j)
-                    g.producer.data[j] /= scales[static_cast<std::size_t>(j)];
-            } else {
-                for (std::int64_t r = 0; r < g.producer.rows; ++r)
-                    for (std::int64_t c = 0; c < g.producer.cols; ++c)
-                        g.producer.data[r * g.producer.cols + c] /= scales[static_cast<std::size_t>(r)];
-            }
-            ctx.results.markModified(g.producer.name);
         }
+        // quantize W·diag(s) from the original W, then fold 1/s upstream (the layers' working
+        // weights become W·diag(s) too, and setQuantized replaces them by the quantized values)
+        std::vector<QuantizedTensor> quantized;
         for (LayerTarget *l : mine) {
             const bool clip = l->settings.parameters.value(QStringLiteral("clip")).toBool();
             auto r = awqQuantizeLinear(x, MatrixView{l->weight, l->rows, l->cols}, scales, l->settings.format, clip, opt,
                                        &ctx.feedback);
             if (!r)
                 return bitsmith::core::unexpected(std::move(r.error()).forLayer(l->name));
-            // the layer now computes with W·diag(s) (its input was divided by s upstream)
-            for (std::int64_t row = 0; row < l->rows; ++row)
-                for (std::int64_t c = 0; c < l->cols; ++c)
-                    l->weight[row * l->cols + c] *= scales[static_cast<std::size_t>(c)];
-            ctx.results.setQuantized(*l, std::move(r->q), Execution::WeightOnly);
+            quantized.push_back(std::move(r->q));
         }
+        if (fold)
+            foldInputScales(g, scales, ctx.results);
+        for (std::size_t i = 0; i < mine.size(); ++i)
+            ctx.results.setQuantized(*mine[i], std::move(quantized[i]), Execution::WeightOnly);
         return {};
     }
 };

@@ -1,8 +1,9 @@
 // smoothquanttechnique.cpp: SmoothQuant (Xiao et al., 2022) W8A8 as a plugin: activation outliers
 // migrate into the weights through per-channel factors s_j = max|X_j|^α / max|W_j|^(1−α), folded
-// into the preceding norm (q/k/v and gate/up); weights become per-channel symmetric int8 and run
-// with per-token dynamic int8 activations on oneDNN's int8 matmul. o_proj and down_proj, whose
-// inputs no norm produces, are quantized to W8A8 without smoothing.
+// into the op producing the input (the norms before q/k/v and gate/up; v_proj before o_proj when
+// there is no GQA); weights become per-channel symmetric int8 and run with per-token dynamic int8
+// activations on oneDNN's int8 matmul. Layers whose producer cannot take the factors (down_proj,
+// whose up_proj is already quantized) get W8A8 without smoothing.
 #include "core/quant/smoothquant.h"
 #include "core/sdk/technique.h"
 
@@ -47,29 +48,19 @@ public:
     Expected<void> apply(TechniqueContext &ctx) override
     {
         LayerGroup &g = ctx.group;
-        std::vector<LayerTarget *> mine;
-        for (LayerTarget &l : g.layers)
-            if (l.settings.technique == id())
-                mine.push_back(&l);
+        const std::vector<LayerTarget *> mine = layersUsing(g, id());
         if (mine.empty())
             return {};
         const double alpha = mine.front()->settings.parameters.value(QStringLiteral("alpha")).toDouble();
-        const bool canFold = mine.size() == g.layers.size() && g.producer.kind == InputProducer::Kind::Norm && g.producer.data;
-        if (canFold) {
-            std::vector<float> actMax(g.calibration->maxAbs().begin(), g.calibration->maxAbs().end());
+        if (canFoldInputScales(g, mine.size())) {
+            const std::vector<float> actMax(g.calibration->maxAbs().begin(), g.calibration->maxAbs().end());
             std::vector<MatrixView> linears;
             for (LayerTarget *l : mine)
                 linears.push_back({l->weight, l->rows, l->cols});
             auto s = smoothQuantScales(actMax, linears, alpha);
             if (!s)
                 return bitsmith::core::unexpected(std::move(s.error()).forLayer(mine.front()->name));
-            for (std::int64_t j = 0; j < g.producer.cols; ++j)
-                g.producer.data[j] /= (*s)[static_cast<std::size_t>(j)];
-            ctx.results.markModified(g.producer.name);
-            for (LayerTarget *l : mine)
-                for (std::int64_t r = 0; r < l->rows; ++r)
-                    for (std::int64_t c = 0; c < l->cols; ++c)
-                        l->weight[r * l->cols + c] *= (*s)[static_cast<std::size_t>(c)];
+            foldInputScales(g, *s, ctx.results);
         }
         for (LayerTarget *l : mine) {
             auto q = quantizeInt8PerChannel(MatrixView{l->weight, l->rows, l->cols});

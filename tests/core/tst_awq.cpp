@@ -23,17 +23,6 @@ namespace {
 
 using RowMajorF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-QString quantData(const QString &name)
-{
-    return testDataDir() + QStringLiteral("/quant/") + name;
-}
-
-std::vector<float> dequantized(const QuantizedTensor &t)
-{
-    std::vector<float> out(static_cast<std::size_t>(t.rows * t.cols));
-    t.dequantize(out.data());
-    return out;
-}
 
 // mean((X·Wᵀ − X·W'ᵀ)²) in double.
 double outputMse(MatrixView x, MatrixView w, const std::vector<float> &wq)

@@ -34,14 +34,6 @@ std::vector<float> logitsOf(const Transformer &tf, const std::vector<std::int32_
     return logits;
 }
 
-float maxAbsDiff(const std::vector<float> &a, const std::vector<float> &b)
-{
-    float m = 0;
-    for (size_t i = 0; i < a.size(); ++i)
-        m = std::max(m, std::fabs(a[i] - b[i]));
-    return m;
-}
-
 } // namespace
 
 class TestCompression : public QObject

@@ -5,6 +5,7 @@
 #include "core/generate.h"
 #include "core/model.h"
 #include "core/transformer.h"
+#include "testutil.h"
 #include "tinymodel.h"
 
 #include <QTemporaryDir>
@@ -25,14 +26,6 @@ std::vector<float> runAll(const Transformer &tf, const std::vector<std::int32_t>
     if (!ok)
         qFatal("%s", qPrintable(ok.error().toString()));
     return logits;
-}
-
-float maxAbsDiff(const std::vector<float> &a, const std::vector<float> &b)
-{
-    float m = 0;
-    for (size_t i = 0; i < a.size(); ++i)
-        m = std::max(m, std::fabs(a[i] - b[i]));
-    return m;
 }
 
 } // namespace

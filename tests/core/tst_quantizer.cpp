@@ -17,43 +17,6 @@ using namespace bitsmith::test;
 
 namespace {
 
-// Reads a C-order .npy of uint8 ('|u1'), which testutil's float reader does not handle.
-bool readNpyU8(const QString &path, std::vector<std::uint8_t> &data, std::vector<long> &shape)
-{
-    const QByteArray bytes = readAll(path);
-    if (bytes.size() < 10 || !bytes.startsWith("\x93NUMPY") || bytes[6] != 1)
-        return false;
-    const qsizetype headerLen = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
-    const QByteArray header = bytes.mid(10, headerLen);
-    if (!header.contains("'|u1'") || header.contains("'fortran_order': True"))
-        return false;
-    const qsizetype open = header.indexOf("'shape': (");
-    const qsizetype close = header.indexOf(')', open);
-    shape.clear();
-    long count = 1;
-    for (const QByteArray &part : header.mid(open + 10, close - open - 10).split(',')) {
-        if (part.trimmed().isEmpty())
-            continue;
-        shape.push_back(part.trimmed().toLong());
-        count *= shape.back();
-    }
-    if (bytes.size() - 10 - headerLen < count)
-        return false;
-    data.assign(bytes.constData() + 10 + headerLen, bytes.constData() + 10 + headerLen + count);
-    return true;
-}
-
-QString quantData(const QString &name)
-{
-    return testDataDir() + QStringLiteral("/quant/") + name;
-}
-
-std::vector<float> dequantized(const QuantizedTensor &t)
-{
-    std::vector<float> out(static_cast<std::size_t>(t.rows * t.cols));
-    t.dequantize(out.data());
-    return out;
-}
 
 // Σ |w' − w|^p over one row segment, the quantity the MSE grid search minimises (p = 2.4).
 double normError(const float *w, std::int64_t n, QuantParams p, int maxq, double power)

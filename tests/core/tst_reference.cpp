@@ -36,14 +36,6 @@ std::vector<std::int32_t> toIds(const QJsonArray &a)
     return ids;
 }
 
-float maxAbsDiff(const std::vector<float> &a, const std::vector<float> &b)
-{
-    float m = 0;
-    for (size_t i = 0; i < a.size(); ++i)
-        m = std::max(m, std::fabs(a[i] - b[i]));
-    return m;
-}
-
 } // namespace
 
 class TestReference : public QObject
