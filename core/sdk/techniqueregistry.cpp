@@ -26,10 +26,15 @@ QStringList TechniqueRegistry::defaultSearchPath()
     const QString env = qEnvironmentVariable("BITSMITH_PLUGIN_PATH");
     for (const QString &f : env.split(QLatin1Char(':'), Qt::SkipEmptyParts))
         folders << f;
-    if (QCoreApplication::instance())
-        folders << QCoreApplication::applicationDirPath() + QStringLiteral("/../lib/bitsmith/plugins");
+    // An installed program uses its install's plugins; one run from the build tree, the build's.
+    const QString installed = QCoreApplication::instance()
+                                  ? QCoreApplication::applicationDirPath() + QStringLiteral("/../lib/bitsmith/plugins")
+                                  : QString();
+    if (!installed.isEmpty() && QDir(installed).exists())
+        folders << QDir(installed).absolutePath();
 #ifdef BITSMITH_PLUGIN_BUILD_DIR
-    folders << QStringLiteral(BITSMITH_PLUGIN_BUILD_DIR);
+    else
+        folders << QStringLiteral(BITSMITH_PLUGIN_BUILD_DIR);
 #endif
     return folders;
 }
