@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 shift || true
-CLI="$BUILD/app/cli/bitsmith-cli"
+CLI=${BITSMITH_CLI:-$BUILD/app/cli/bitsmith-cli}
 EVAL=resources/models/default/eval.txt
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT

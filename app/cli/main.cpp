@@ -1,8 +1,11 @@
 // bitsmith-cli: the headless face of Bitsmith. Every command is a thin layer over core calls,
 // the same ones the GUI makes. Errors print one line plus a HINT line and exit non-zero.
+#include "core/allocation.h"
 #include "core/calibration.h"
 #include "core/compression.h"
 #include "core/evaluate.h"
+#include "core/experiment.h"
+#include "core/sensitivity.h"
 #include "core/recipe.h"
 #include "core/sdk/techniqueregistry.h"
 #include "core/generate.h"
@@ -708,6 +711,369 @@ int cmdTechniques(const QStringList &args)
     return 0;
 }
 
+// sensitivity: per layer × candidate setting, what compressing only that layer does (Δloss, KL,
+// perplexity) plus the proxies, saved as an HDF5 experiment.
+int cmdSensitivity(const QStringList &args)
+{
+    Common c;
+    QCommandLineOption text(QStringLiteral("text"), QStringLiteral("Evaluation text file (default: the model folder's eval.txt)."), QStringLiteral("FILE"));
+    QCommandLineOption calib(QStringLiteral("calib"), QStringLiteral("Calibration text (default: the model folder's calib.txt)."), QStringLiteral("FILE"));
+    QCommandLineOption candidates(QStringLiteral("candidates"), QStringLiteral("Settings, e.g. rtn:w2g64,rtn:w3,gptq:w4g128,rtn:w8."), QStringLiteral("SPEC"));
+    QCommandLineOption windows(QStringLiteral("windows"), QStringLiteral("Evaluation windows (default 4)."), QStringLiteral("K"));
+    QCommandLineOption ctx(QStringLiteral("ctx"), QStringLiteral("Tokens per window (default 128)."), QStringLiteral("N"));
+    QCommandLineOption calibSeqs(QStringLiteral("calib-sequences"), QStringLiteral("Calibration sequences (default 32)."), QStringLiteral("N"));
+    QCommandLineOption calibLen(QStringLiteral("calib-length"), QStringLiteral("Tokens per calibration sequence (default 128)."), QStringLiteral("L"));
+    QCommandLineOption naive(QStringLiteral("naive-samples"), QStringLiteral("Layers timed the naive way for the speed-up (default 2, 0 = none)."), QStringLiteral("N"));
+    QCommandLineOption out(QStringLiteral("out"), QStringLiteral("Experiment file (.h5)."), QStringLiteral("EXP.h5"));
+    c.parser.addOptions({text, calib, candidates, windows, ctx, calibSeqs, calibLen, naive, out});
+    int code = 0;
+    const QString usage = QStringLiteral("sensitivity MODEL --text EVAL --calib CALIB --candidates SPEC --out EXP.h5 "
+                                         "[--windows K] [--ctx N] [--json]");
+    if (!parseArgs(c, args, 1, usage, code))
+        return code;
+    if (!c.parser.isSet(out) || !c.parser.isSet(candidates))
+        return usageError(QStringLiteral("--candidates and --out are required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+    SensitivityOptions opt;
+    opt.naiveSamples = 2;
+    if (!intOption(c.parser, windows, opt.windows, 1, code) || !intOption(c.parser, ctx, opt.ctx, 2, code)
+        || !intOption(c.parser, calibSeqs, opt.calibSequences, 1, code) || !intOption(c.parser, calibLen, opt.calibLength, 2, code)
+        || !intOption(c.parser, naive, opt.naiveSamples, 0, code))
+        return code;
+    auto settings = parseSensitivitySettings(c.parser.value(candidates));
+    if (!settings)
+        return reportError(settings.error());
+    const bool quiet = c.parser.isSet(c.quiet);
+    auto model = loadModel(c.parser.positionalArguments().first(), quiet);
+    if (!model)
+        return reportError(model.error());
+    auto tok = requireTokenizer(**model);
+    if (!tok)
+        return reportError(tok.error());
+    auto textPath = [&](const QCommandLineOption &o, const char *fallback) {
+        if (c.parser.isSet(o))
+            return c.parser.value(o);
+        const QString f = (*model)->folder() + QLatin1Char('/') + QLatin1String(fallback);
+        return QFileInfo::exists(f) ? f : QString();
+    };
+    const QString evalPath = textPath(text, "eval.txt"), calibPath = textPath(calib, "calib.txt");
+    if (evalPath.isEmpty())
+        return usageError(QStringLiteral("--text is required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+    auto evalText = readTextFile(evalPath);
+    if (!evalText)
+        return reportError(evalText.error());
+    std::vector<std::int32_t> calibIds;
+    if (!calibPath.isEmpty()) {
+        auto calibText = readTextFile(calibPath);
+        if (!calibText)
+            return reportError(calibText.error());
+        calibIds = (*tok)->encode(*calibText, false);
+    }
+    const auto evalIds = (*tok)->encode(*evalText, false);
+    StderrFeedback fb(QStringLiteral("sensitivity"), quiet);
+    auto analysis = SensitivityAnalysis::create(*model, evalIds, calibIds, opt, &fb);
+    if (!analysis)
+        return reportError(std::move(analysis.error()).inFile(evalPath));
+    auto r = (*analysis)->run(*settings, &fb);
+    if (!r)
+        return reportError(r.error());
+    r->modelFolder = (*model)->folder();
+    r->evalText = evalPath;
+    r->calibText = calibPath;
+    if (auto ok = saveSensitivityExperiment(*r, c.parser.value(out)); !ok)
+        return reportError(ok.error());
+    const double speedup = r->measureSeconds > 0 ? r->naiveSecondsEstimate / r->measureSeconds : 0.0;
+    if (c.parser.isSet(c.json)) {
+        QJsonArray layers;
+        for (std::size_t l = 0; l < r->layers.size(); ++l) {
+            QJsonArray cells;
+            for (std::size_t s = 0; s < r->settings.size(); ++s)
+                cells.append(QJsonObject{{QStringLiteral("setting"), r->settings[s].label()},
+                                         {QStringLiteral("bytes"), r->at(r->bytes, l, s)},
+                                         {QStringLiteral("delta_loss"), r->at(r->deltaLoss, l, s)},
+                                         {QStringLiteral("kl"), r->at(r->kl, l, s)},
+                                         {QStringLiteral("perplexity"), r->at(r->perplexity, l, s)},
+                                         {QStringLiteral("relative_error"), r->at(r->relativeError, l, s)},
+                                         {QStringLiteral("hessian_error"), r->at(r->hessianError, l, s)},
+                                         {QStringLiteral("activation_error"), r->at(r->activationError, l, s)}});
+            layers.append(QJsonObject{{QStringLiteral("name"), r->layers[l]},
+                                      {QStringLiteral("parameters"), static_cast<double>(r->parameters[l])},
+                                      {QStringLiteral("settings"), cells}});
+        }
+        printJson(QJsonObject{{QStringLiteral("out"), c.parser.value(out)},
+                              {QStringLiteral("base_loss"), r->baseLoss},
+                              {QStringLiteral("base_perplexity"), r->basePerplexity},
+                              {QStringLiteral("seconds"), r->seconds},
+                              {QStringLiteral("measure_seconds"), r->measureSeconds},
+                              {QStringLiteral("naive_seconds_estimate"), r->naiveSecondsEstimate},
+                              {QStringLiteral("speedup"), speedup},
+                              {QStringLiteral("layers"), layers}});
+    } else {
+        std::printf("%d layers x %d settings in %.2f s (measurements %.2f s; the naive way, a full forward per "
+                    "layer and setting, would take ~%.2f s: %.1fx)\nbase perplexity %.4f; wrote %s\n",
+                    static_cast<int>(r->layers.size()), static_cast<int>(r->settings.size()), r->seconds,
+                    r->measureSeconds, r->naiveSecondsEstimate, speedup, r->basePerplexity,
+                    qPrintable(c.parser.value(out)));
+    }
+    return 0;
+}
+
+// The allocation problem of an experiment: per layer, its settings with size and Δloss.
+std::vector<AllocationLayer> allocationLayers(const SensitivityResult &r, bool useKl)
+{
+    std::vector<AllocationLayer> layers;
+    for (std::size_t l = 0; l < r.layers.size(); ++l) {
+        AllocationLayer a{r.layers[l], r.parameters[l], {}};
+        for (std::size_t s = 0; s < r.settings.size(); ++s)
+            a.options.push_back({r.settings[s].label(), r.at(r.bytes, l, s), r.at(useKl ? r.kl : r.deltaLoss, l, s)});
+        layers.push_back(std::move(a));
+    }
+    return layers;
+}
+
+// The recipe that gives each layer of the experiment the setting `choice` picks: one entry per
+// layer by exact name; calibration as the sensitivities used when any setting is GPTQ.
+Recipe recipeForChoice(const SensitivityResult &exp, const std::vector<int> &choice)
+{
+    Recipe recipe;
+    recipe.modelWeightsHash = exp.modelHash;
+    bool needsCalibration = false;
+    for (std::size_t l = 0; l < exp.layers.size(); ++l) {
+        const SensitivitySetting &s = exp.settings[static_cast<std::size_t>(choice[l])];
+        RecipeEntry e;
+        e.name = exp.layers[l];
+        e.technique = s.technique;
+        e.bits = s.format.bits;
+        e.groupSize = s.format.groupSize;
+        e.symmetric = s.format.symmetric;
+        recipe.layers.push_back(std::move(e));
+        needsCalibration = needsCalibration || s.technique == QLatin1String("gptq");
+    }
+    if (needsCalibration) {
+        recipe.calibration.text = exp.calibText;
+        recipe.calibration.sequences = exp.calibSequences;
+        recipe.calibration.length = exp.calibLength;
+        recipe.calibration.seed = exp.seed;
+    }
+    return recipe;
+}
+
+// allocate: one setting per layer under a budget, written as a recipe `compress` accepts.
+int cmdAllocate(const QStringList &args)
+{
+    Common c;
+    QCommandLineOption bpw(QStringLiteral("target-bpw"), QStringLiteral("Effective bits per weight over the layers."), QStringLiteral("X"));
+    QCommandLineOption maxBytes(QStringLiteral("max-bytes"), QStringLiteral("Total bytes of the layers."), QStringLiteral("N"));
+    QCommandLineOption maxLoss(QStringLiteral("max-loss-increase"), QStringLiteral("Smallest model whose predicted cost (sum over layers of --metric) is at most D."), QStringLiteral("D"));
+    QCommandLineOption greedy(QStringLiteral("greedy"), QStringLiteral("Use the greedy baseline instead of the exact DP."));
+    QCommandLineOption metric(QStringLiteral("metric"), QStringLiteral("Per-layer cost to sum: kl (default; KL from the original model) or loss (Δ mean NLL, noisier on short evaluations)."), QStringLiteral("NAME"), QStringLiteral("kl"));
+    QCommandLineOption out(QStringLiteral("out"), QStringLiteral("Recipe JSON file."), QStringLiteral("RECIPE.json"));
+    c.parser.addOptions({bpw, maxBytes, maxLoss, greedy, metric, out});
+    int code = 0;
+    const QString usage = QStringLiteral("allocate EXP.h5 (--target-bpw X | --max-bytes N | --max-loss-increase D) "
+                                         "--out RECIPE.json [--greedy] [--metric kl|loss] [--json]");
+    if (!parseArgs(c, args, 1, usage, code))
+        return code;
+    const int budgets = int(c.parser.isSet(bpw)) + int(c.parser.isSet(maxBytes)) + int(c.parser.isSet(maxLoss));
+    if (budgets != 1 || !c.parser.isSet(out))
+        return usageError(QStringLiteral("give exactly one of --target-bpw, --max-bytes, --max-loss-increase, and --out"),
+                          QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+    auto exp = loadSensitivityExperiment(c.parser.positionalArguments().first());
+    if (!exp)
+        return reportError(exp.error());
+    const QString metricName = c.parser.value(metric);
+    if (metricName != QLatin1String("loss") && metricName != QLatin1String("kl"))
+        return usageError(QStringLiteral("--metric must be loss or kl, got '%1'").arg(metricName), QStringLiteral("e.g. --metric kl"));
+    const std::vector<AllocationLayer> layers = allocationLayers(*exp, metricName == QLatin1String("kl"));
+    auto number = [&](const QCommandLineOption &o, double &v) {
+        bool ok = false;
+        v = c.parser.value(o).toDouble(&ok);
+        return ok && std::isfinite(v);
+    };
+    double value = 0;
+    const QCommandLineOption &given = c.parser.isSet(bpw) ? bpw : c.parser.isSet(maxBytes) ? maxBytes : maxLoss;
+    if (!number(given, value))
+        return usageError(QStringLiteral("--%1 must be a number").arg(given.names().first()), QStringLiteral("e.g. --target-bpw 3.5"));
+    Expected<AllocationResult> exact = unexpected(fail(ErrorCode::Internal, QString()));
+    Expected<AllocationResult> greedyResult = unexpected(fail(ErrorCode::Internal, QString()));
+    if (c.parser.isSet(maxLoss)) {
+        if (c.parser.isSet(greedy))
+            return usageError(QStringLiteral("--greedy works with a size budget only"), QStringLiteral("use --target-bpw or --max-bytes"));
+        exact = allocateMinSize(layers, value);
+    } else {
+        const double budget = c.parser.isSet(bpw) ? bytesForBitsPerWeight(layers, value) : value;
+        exact = allocateExact(layers, budget);
+        greedyResult = allocateGreedy(layers, budget);
+    }
+    if (!exact)
+        return reportError(exact.error());
+    const AllocationResult &chosen = c.parser.isSet(greedy) ? *greedyResult : *exact;
+
+    const Recipe recipe = recipeForChoice(*exp, chosen.choice);
+    if (auto ok = recipe.save(c.parser.value(out)); !ok)
+        return reportError(ok.error());
+    if (c.parser.isSet(c.json)) {
+        QJsonArray chosenLayers;
+        for (std::size_t l = 0; l < layers.size(); ++l)
+            chosenLayers.append(QJsonObject{{QStringLiteral("name"), layers[l].name},
+                                            {QStringLiteral("setting"), layers[l].options[static_cast<std::size_t>(chosen.choice[l])].label}});
+        QJsonObject o{{QStringLiteral("out"), c.parser.value(out)},
+                      {QStringLiteral("solver"), c.parser.isSet(greedy) ? QStringLiteral("greedy") : QStringLiteral("dp")},
+                      {QStringLiteral("metric"), metricName},
+                      {QStringLiteral("bytes"), chosen.bytes},
+                      {QStringLiteral("bits_per_weight"), chosen.bitsPerWeight},
+                      {QStringLiteral("predicted_loss_increase"), chosen.loss},
+                      {QStringLiteral("dp_unit_bytes"), exact->unitBytes},
+                      {QStringLiteral("layers"), chosenLayers}};
+        if (greedyResult)
+            o.insert(QStringLiteral("greedy_predicted_loss_increase"), greedyResult->loss);
+        o.insert(QStringLiteral("dp_predicted_loss_increase"), exact->loss);
+        printJson(o);
+    } else {
+        std::printf("%s: %.0f bytes (%.3f bits per weight), predicted %s %.5f", c.parser.isSet(greedy) ? "greedy" : "dp",
+                    chosen.bytes, chosen.bitsPerWeight, metricName == QLatin1String("kl") ? "KL" : "loss increase", chosen.loss);
+        if (greedyResult)
+            std::printf(" (dp %.5f, greedy %.5f)", exact->loss, greedyResult->loss);
+        std::printf("\nwrote %s\n", qPrintable(c.parser.value(out)));
+    }
+    return 0;
+}
+
+// frontier: the predicted Pareto curve of an experiment, and K points along it (plus the uniform
+// model of every candidate setting) compressed for real and evaluated, so the curve is measured.
+int cmdFrontier(const QStringList &args)
+{
+    Common c;
+    QCommandLineOption measure(QStringLiteral("measure"), QStringLiteral("Frontier points to compress and evaluate (default 4)."), QStringLiteral("K"));
+    QCommandLineOption evalWindows(QStringLiteral("eval-windows"), QStringLiteral("Windows of the evaluation text to measure on (default: all)."), QStringLiteral("N"));
+    QCommandLineOption metric(QStringLiteral("metric"), QStringLiteral("Per-layer cost: kl (default) or loss."), QStringLiteral("NAME"), QStringLiteral("kl"));
+    QCommandLineOption noUniform(QStringLiteral("no-uniform"), QStringLiteral("Do not measure the uniform models."));
+    QCommandLineOption out(QStringLiteral("out"), QStringLiteral("Frontier JSON file."), QStringLiteral("FRONTIER.json"));
+    c.parser.addOptions({measure, evalWindows, metric, noUniform, out});
+    int code = 0;
+    const QString usage = QStringLiteral("frontier EXP.h5 --measure K --out FRONTIER.json [--eval-windows N] [--no-uniform] [--json]");
+    if (!parseArgs(c, args, 1, usage, code))
+        return code;
+    if (!c.parser.isSet(out))
+        return usageError(QStringLiteral("--out is required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+    int k = 4, windows = 0;
+    if (!intOption(c.parser, measure, k, 0, code) || !intOption(c.parser, evalWindows, windows, 1, code))
+        return code;
+    const QString metricName = c.parser.value(metric);
+    if (metricName != QLatin1String("loss") && metricName != QLatin1String("kl"))
+        return usageError(QStringLiteral("--metric must be loss or kl, got '%1'").arg(metricName), QStringLiteral("e.g. --metric kl"));
+    auto exp = loadSensitivityExperiment(c.parser.positionalArguments().first());
+    if (!exp)
+        return reportError(exp.error());
+    const std::vector<AllocationLayer> layers = allocationLayers(*exp, metricName == QLatin1String("kl"));
+    auto curve = allocationFrontier(layers, 200);
+    if (!curve)
+        return reportError(curve.error());
+    QJsonArray predicted;
+    for (const FrontierPoint &p : *curve)
+        predicted.append(QJsonObject{{QStringLiteral("bytes"), p.bytes}, {QStringLiteral("bits_per_weight"), p.bitsPerWeight},
+                                     {QStringLiteral("predicted"), p.loss}});
+
+    // What to measure: K frontier points evenly spread in size, and the uniform models.
+    struct Candidate { QString kind; QString label; std::vector<int> choice; };
+    std::vector<Candidate> todo;
+    for (int i = 0; i < k && !curve->empty(); ++i) {
+        const double target = curve->front().bytes + (curve->back().bytes - curve->front().bytes) * (k > 1 ? double(i) / (k - 1) : 1.0);
+        std::size_t best = 0;
+        for (std::size_t j = 0; j < curve->size(); ++j)
+            if (std::abs((*curve)[j].bytes - target) < std::abs((*curve)[best].bytes - target))
+                best = j;
+        if (todo.empty() || todo.back().choice != (*curve)[best].choice)
+            todo.push_back({QStringLiteral("frontier"), QStringLiteral("frontier %1").arg(i), (*curve)[best].choice});
+    }
+    // Each uniform model, and the allocation under the same size budget beside it.
+    if (!c.parser.isSet(noUniform))
+        for (std::size_t s = 0; s < exp->settings.size(); ++s) {
+            std::vector<int> uniform(layers.size(), int(s));
+            todo.push_back({QStringLiteral("uniform"), exp->settings[s].label(), uniform});
+            auto same = allocateExact(layers, evaluateChoice(layers, uniform).bytes);
+            if (same && same->choice != uniform)
+                todo.push_back({QStringLiteral("allocated"), QStringLiteral("@") + exp->settings[s].label(), same->choice});
+        }
+
+    const bool quiet = c.parser.isSet(c.quiet);
+    QJsonArray measured;
+    if (!todo.empty()) {
+        auto model = loadModel(exp->modelFolder, quiet);
+        if (!model)
+            return reportError(model.error());
+        if ((*model)->weightsHash() != exp->modelHash)
+            return reportError(fail(ErrorCode::Mismatch, QStringLiteral("the model's weights changed since the experiment was made"))
+                                   .inFile(exp->modelFolder).withHint(QStringLiteral("run the sensitivity analysis again")));
+        auto tok = requireTokenizer(**model);
+        if (!tok)
+            return reportError(tok.error());
+        auto evalText = readTextFile(exp->evalText);
+        if (!evalText)
+            return reportError(evalText.error());
+        const auto evalIds = (*tok)->encode(*evalText, false);
+        std::vector<std::vector<std::int32_t>> calibSeqs;
+        if (!exp->calibText.isEmpty()) {
+            auto calibText = readTextFile(exp->calibText);
+            if (!calibText)
+                return reportError(calibText.error());
+            auto seqs = makeCalibrationSequences((*tok)->encode(*calibText, false), exp->calibSequences,
+                                                 std::min(exp->calibLength, (*model)->config().maxPositions), exp->seed);
+            if (!seqs)
+                return reportError(seqs.error());
+            calibSeqs = std::move(*seqs);
+        }
+        TechniqueRegistry registry;
+        EvalOptions eo;
+        eo.ctx = exp->ctx;
+        eo.maxWindows = windows;
+        Transformer reference(*model, LinearBackend::OneDnn);
+        for (std::size_t i = 0; i < todo.size(); ++i) {
+            if (!quiet)
+                std::fprintf(stderr, "frontier: measuring %s (%d/%d)\n", qPrintable(todo[i].label), int(i + 1), int(todo.size()));
+            const Recipe recipe = recipeForChoice(*exp, todo[i].choice);
+            auto compressed = compressModel(**model, recipe, registry, calibSeqs);
+            if (!compressed)
+                return reportError(compressed.error());
+            Transformer candidate(compressed->model, LinearBackend::OneDnn);
+            auto cmp = compareModels(reference, candidate, evalIds, eo);
+            if (!cmp)
+                return reportError(std::move(cmp.error()).inFile(exp->evalText));
+            const AllocationResult pred = evaluateChoice(layers, todo[i].choice);
+            measured.append(QJsonObject{{QStringLiteral("kind"), todo[i].kind},
+                                        {QStringLiteral("label"), todo[i].label},
+                                        {QStringLiteral("bytes"), pred.bytes},
+                                        {QStringLiteral("bits_per_weight"), pred.bitsPerWeight},
+                                        {QStringLiteral("predicted"), pred.loss},
+                                        {QStringLiteral("perplexity"), cmp->candidate.perplexity},
+                                        {QStringLiteral("delta_loss"), cmp->candidate.meanNll - cmp->reference.meanNll},
+                                        {QStringLiteral("kl"), cmp->meanKl},
+                                        {QStringLiteral("reference_perplexity"), cmp->reference.perplexity},
+                                        {QStringLiteral("windows"), static_cast<double>(cmp->candidate.windows)}});
+        }
+    }
+    const QJsonObject o{{QStringLiteral("experiment"), c.parser.positionalArguments().first()},
+                        {QStringLiteral("metric"), metricName},
+                        {QStringLiteral("predicted"), predicted},
+                        {QStringLiteral("measured"), measured}};
+    QSaveFile f(c.parser.value(out));
+    if (!f.open(QIODevice::WriteOnly) || f.write(QJsonDocument(o).toJson(QJsonDocument::Indented)) < 0 || !f.commit())
+        return reportError(fail(ErrorCode::Io, QStringLiteral("cannot write the frontier file")).inFile(c.parser.value(out)));
+    if (c.parser.isSet(c.json)) {
+        printJson(o);
+    } else {
+        std::printf("%d predicted frontier points; measured:\n", int(predicted.size()));
+        for (const auto &v : measured) {
+            const QJsonObject m = v.toObject();
+            std::printf("  %-10s %-14s %8.3f bpw  predicted %9.5f  perplexity %9.4f  KL %.5f\n",
+                        qPrintable(m.value(QStringLiteral("kind")).toString()), qPrintable(m.value(QStringLiteral("label")).toString()),
+                        m.value(QStringLiteral("bits_per_weight")).toDouble(), m.value(QStringLiteral("predicted")).toDouble(),
+                        m.value(QStringLiteral("perplexity")).toDouble(), m.value(QStringLiteral("kl")).toDouble());
+        }
+        std::printf("wrote %s\n", qPrintable(c.parser.value(out)));
+    }
+    return 0;
+}
+
 void printUsage(FILE *to)
 {
     std::fputs("usage: bitsmith-cli COMMAND [options]\n\n"
@@ -721,7 +1087,13 @@ void printUsage(FILE *to)
                "  compress MODEL (--recipe FILE | --method NAME --bits B [--group G] [--sym] [--act-order])\n"
                "           [--calib TEXT_FILE] --out DIR     write a compressed model folder\n"
                "  techniques [--json]                         the technique plugins and their parameters\n"
-               "  tokenize MODEL --text FILE [--out IDS.json] token ids of a text\n\n"
+               "  tokenize MODEL --text FILE [--out IDS.json] token ids of a text\n"
+               "  sensitivity MODEL --text EVAL --calib CALIB --candidates SPEC --out EXP.h5 [--windows K] [--ctx N]\n"
+               "                                              per-layer sensitivity (SPEC: rtn:w2g64,rtn:w3,gptq:w4g128,...)\n"
+               "  allocate EXP.h5 (--target-bpw X | --max-bytes N | --max-loss-increase D) --out RECIPE.json [--greedy]\n"
+               "                                              bits per layer under a budget, as a recipe\n"
+               "  frontier EXP.h5 --measure K --out FRONTIER.json [--eval-windows N]\n"
+               "                                              predicted size/loss frontier, K points measured\n\n"
                "MODEL is a Hugging Face model folder, or 'default' for the bundled model.\n"
                "Common options: --threads N, --backend onednn|eigen, --quiet, --help.\n",
                to);
@@ -758,6 +1130,12 @@ int main(int argc, char **argv)
         return cmdTechniques(args);
     if (command == QLatin1String("tokenize"))
         return cmdTokenize(args);
+    if (command == QLatin1String("sensitivity"))
+        return cmdSensitivity(args);
+    if (command == QLatin1String("allocate"))
+        return cmdAllocate(args);
+    if (command == QLatin1String("frontier"))
+        return cmdFrontier(args);
     if (command == QLatin1String("--help") || command == QLatin1String("-h") || command == QLatin1String("help")) {
         printUsage(stdout);
         return 0;

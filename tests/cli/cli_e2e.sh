@@ -59,6 +59,29 @@ else
   bad "generate: '$a' vs '$b'"
 fi
 
+# sensitivity -> allocate -> compress on a small evaluation (1 window of 64 tokens).
+if "$CLI" sensitivity default --text "$SRC/resources/models/default/eval.txt" --calib "$SRC/resources/models/default/calib.txt" \
+     --candidates rtn:w2g64,rtn:w8,gptq:w4g128 --windows 1 --ctx 64 --calib-sequences 4 --calib-length 64 --naive-samples 1 \
+     --out "$TMP/exp.h5" --json --quiet >"$TMP/sens.json" 2>"$TMP/err" \
+   && python3 -c "import json; d=json.load(open('$TMP/sens.json')); assert len(d['layers'])==56 and len(d['layers'][0]['settings'])==3 and d['naive_seconds_estimate']>0, d['out']" \
+   && "$CLI" allocate "$TMP/exp.h5" --target-bpw 4 --out "$TMP/recipe.json" --json >"$TMP/alloc.json" 2>"$TMP/err" \
+   && python3 -c "import json; d=json.load(open('$TMP/alloc.json')); assert d['bits_per_weight']<=4 and d['greedy_predicted_loss_increase']>=d['predicted_loss_increase']-1e-12, d" \
+   && "$CLI" compress default --recipe "$TMP/recipe.json" --out "$TMP/mixed" --quiet >/dev/null 2>"$TMP/err" \
+   && "$CLI" eval "$TMP/mixed" --text "$SRC/resources/models/default/eval.txt" --ctx 64 --max-windows 1 --quiet >/dev/null 2>"$TMP/err"; then
+  ok "sensitivity -> allocate -> compress"
+  if "$CLI" frontier "$TMP/exp.h5" --measure 2 --eval-windows 1 --no-uniform --out "$TMP/frontier.json" --quiet >/dev/null 2>"$TMP/err" \
+     && python3 -c "
+import json; d=json.load(open('$TMP/frontier.json')); p=d['predicted']; m=d['measured']
+assert len(m)==2 and all(x['perplexity']>1 for x in m), m
+assert all(a['bytes']<b['bytes'] and a['predicted']>b['predicted'] for a,b in zip(p,p[1:]))"; then
+    ok "frontier"
+  else
+    bad "frontier"; cat "$TMP/err"
+  fi
+else
+  bad "sensitivity -> allocate -> compress"; cat "$TMP/err"
+fi
+
 # --- bad input ------------------------------------------------------------------------------
 expect_fail "missing model folder" "model folder not found" -- "$CLI" info /nonexistent/model
 expect_fail "unknown command" "unknown command" -- "$CLI" frobnicate
@@ -79,6 +102,12 @@ echo '{"architectures": [' >"$TMP/broken/config.json"
 expect_fail "corrupt config" "config" -- "$CLI" info "$TMP/broken"
 printf '\x00\x01\x02' >"$TMP/empty.txt"
 expect_fail "text shorter than a window" "window" -- "$CLI" eval default --text "$TMP/empty.txt"
+
+expect_fail "bad candidates" "candidate" -- "$CLI" sensitivity default --candidates rtn:w9 --out "$TMP/x.h5"
+head -c 3000 "$TMP/exp.h5" >"$TMP/trunc.h5" 2>/dev/null
+expect_fail "truncated experiment" "experiment" -- "$CLI" allocate "$TMP/trunc.h5" --target-bpw 4 --out "$TMP/r.json"
+expect_fail "infeasible budget" "smallest possible size" -- "$CLI" allocate "$TMP/exp.h5" --target-bpw 1 --out "$TMP/r.json"
+expect_fail "two budgets" "exactly one" -- "$CLI" allocate "$TMP/exp.h5" --target-bpw 4 --max-bytes 10 --out "$TMP/r.json"
 
 echo "cli_e2e: $pass passed, $failed failed"
 [ $failed -eq 0 ]

@@ -1,0 +1,184 @@
+// tst_sensitivity: the cached per-layer sensitivity equals the naive full forward (3 layers × 2
+// settings on 2 windows of 64 tokens of the bundled model), the proxies equal a direct
+// computation, candidate parsing, and cancellation.
+#include "core/calibration.h"
+#include "core/evaluate.h"
+#include "core/model.h"
+#include "core/quant/quantizer.h"
+#include "core/sensitivity.h"
+#include "testutil.h"
+
+#include <QTest>
+
+#include <cmath>
+
+using namespace bitsmith::core;
+using namespace bitsmith::test;
+
+class TestSensitivity : public QObject
+{
+    Q_OBJECT
+
+    std::shared_ptr<Model> m_model;
+    std::vector<std::int32_t> m_eval, m_calib;
+    std::unique_ptr<SensitivityAnalysis> m_analysis;
+
+    std::vector<std::int32_t> tokenize(const QString &file)
+    {
+        auto text = readTextFile(defaultModelDir() + QLatin1Char('/') + file);
+        if (!text)
+            return {};
+        return m_model->tokenizer()->encode(*text);
+    }
+
+private slots:
+    void initTestCase()
+    {
+        auto m = Model::load(defaultModelDir());
+        QVERIFY(m);
+        m_model = *m;
+        m_eval = tokenize(QStringLiteral("eval.txt"));
+        m_calib = tokenize(QStringLiteral("calib.txt"));
+        QVERIFY(m_eval.size() > 128);
+        SensitivityOptions o;
+        o.ctx = 64;
+        o.windows = 2;
+        o.calibSequences = 8;
+        o.calibLength = 64;
+        auto a = SensitivityAnalysis::create(m_model, m_eval, m_calib, o);
+        QVERIFY2(a, qPrintable(a ? QString() : a.error().toString()));
+        m_analysis = std::move(*a);
+        QCOMPARE(m_analysis->layerCount(), 56);
+    }
+
+    void parseCandidates()
+    {
+        auto s = parseSensitivitySettings(QStringLiteral("rtn:w2g64, rtn:w3,gptq:w4g128,rtn:w8"));
+        QVERIFY(s);
+        QCOMPARE(s->size(), std::size_t(4));
+        QCOMPARE((*s)[1].format.groupSize, 0);
+        QCOMPARE((*s)[2].technique, QStringLiteral("gptq"));
+        QCOMPARE((*s)[0].label(), QStringLiteral("rtn:w2g64"));
+        QCOMPARE((*s)[3].label(), QStringLiteral("rtn:w8"));
+        for (const char *bad : {"rtn:w9", "awq:w4", "rtn:4", "rtn:w4g0", "rtn:w4,rtn:w4", ""}) {
+            auto e = parseSensitivitySettings(QString::fromLatin1(bad));
+            QVERIFY2(!e, bad);
+            QCOMPARE(e.error().parameter, QStringLiteral("candidates"));
+        }
+    }
+
+    void cachedEqualsNaive()
+    {
+        auto settings = parseSensitivitySettings(QStringLiteral("rtn:w2g64,gptq:w3g64"));
+        QVERIFY(settings);
+        for (int layer : {0, 27, 55}) {
+            for (const SensitivitySetting &s : *settings) {
+                auto q = m_analysis->quantize(layer, s);
+                QVERIFY2(q, qPrintable(q ? QString() : q.error().toString()));
+                std::vector<float> deq(static_cast<std::size_t>(q->rows * q->cols));
+                q->dequantize(deq.data());
+                auto fast = m_analysis->measureCached(layer, deq.data());
+                auto naive = m_analysis->measureNaive(layer, deq.data());
+                QVERIFY(fast && naive);
+                QVERIFY2(std::abs(fast->deltaLoss - naive->deltaLoss) < 1e-5,
+                         qPrintable(QStringLiteral("%1 %2: %3 vs %4").arg(m_analysis->layerName(layer), s.label())
+                                        .arg(fast->deltaLoss).arg(naive->deltaLoss)));
+                QVERIFY(std::abs(fast->kl - naive->kl) < 1e-5);
+                QVERIFY(fast->kl > 0);
+                QVERIFY(std::abs(fast->perplexity - naive->perplexity) < 1e-4 * naive->perplexity);
+            }
+        }
+        // The original weights give back the original loss (and the swap was undone).
+        const QString tensor = m_analysis->layerName(3) + QStringLiteral(".weight");
+        const MatrixView w = m_model->weight(tensor);
+        auto same = m_analysis->measureCached(3, w.data);
+        QVERIFY(same);
+        QVERIFY(std::abs(same->deltaLoss) < 1e-9);
+        QVERIFY(std::abs(same->kl) < 1e-9);
+    }
+
+    void sweepAndProxies()
+    {
+        auto settings = parseSensitivitySettings(QStringLiteral("rtn:w3g64,rtn:w8"));
+        QVERIFY(settings);
+        auto r = m_analysis->run(*settings);
+        QVERIFY2(r, qPrintable(r ? QString() : r.error().toString()));
+        QCOMPARE(r->layers.size(), std::size_t(56));
+        QCOMPARE(r->deltaLoss.size(), std::size_t(112));
+        // 8 bits hurt less than 3 bits, on the whole model.
+        double sum3 = 0, sum8 = 0;
+        for (std::size_t l = 0; l < r->layers.size(); ++l) {
+            sum3 += r->at(r->kl, l, 0);
+            sum8 += r->at(r->kl, l, 1);
+        }
+        QVERIFY(sum8 < sum3);
+
+        // Proxies of one layer against a direct computation from the calibration statistics.
+        const int layer = 5;
+        const QString tensor = r->layers[layer] + QStringLiteral(".weight");
+        const MatrixView w = m_model->weight(tensor);
+        auto q = quantizeRtn(w, (*settings)[0].format);
+        QVERIFY(q);
+        std::vector<float> deq(static_cast<std::size_t>(w.rows * w.cols));
+        q->dequantize(deq.data());
+        // The layer's input: collect the statistics the same way (same calibration sequences).
+        auto seqs = makeCalibrationSequences(m_calib, 8, 64, 0);
+        QVERIFY(seqs);
+        struct Hook : LinearInputHook
+        {
+            int block;
+            WeightRole role;
+            std::unique_ptr<InputStatistics> stats;
+            bool onLinearInput(int b, WeightRole r, const float *x, std::int64_t rows, std::int64_t cols) override
+            {
+                if (b == block && r == role) {
+                    if (!stats)
+                        stats = std::make_unique<InputStatistics>(cols, true, 0);
+                    stats->add(x, rows);
+                }
+                return true;
+            }
+        } hook;
+        hook.block = 0;
+        hook.role = WeightRole::LinearGate; // layer 5 = model.layers.0.mlp.up_proj (input shared with gate)
+        QVERIFY(r->layers[layer].endsWith(QStringLiteral("mlp.up_proj")));
+        Transformer tf(m_model, LinearBackend::Eigen);
+        for (const auto &seq : *seqs) {
+            KVCache c = tf.makeCache(static_cast<int>(seq.size()));
+            std::vector<float> out;
+            QVERIFY(tf.forward(seq, c, out, true, &hook));
+        }
+        QVERIFY(hook.stats);
+        double nw = 0, nd = 0, he = 0, ae = 0;
+        for (std::int64_t i = 0; i < w.rows; ++i)
+            for (std::int64_t j = 0; j < w.cols; ++j) {
+                const double d = deq[static_cast<std::size_t>(i * w.cols + j)] - w.data[i * w.cols + j];
+                nw += double(w.data[i * w.cols + j]) * w.data[i * w.cols + j];
+                nd += d * d;
+                he += hook.stats->hessian()(j, j) * d * d;
+                ae += hook.stats->meanSquare()[static_cast<std::size_t>(j)] * d * d;
+            }
+        QVERIFY(std::abs(r->at(r->relativeError, layer, 0) - nd / nw) < 1e-9 * (nd / nw));
+        QVERIFY(std::abs(r->at(r->hessianError, layer, 0) - he) < 1e-6 * he);
+        QVERIFY(std::abs(r->at(r->activationError, layer, 0) - ae) < 1e-6 * ae);
+        QCOMPARE(r->at(r->bytes, layer, 0), double(q->storageBits()) / 8.0);
+    }
+
+    void cancellation()
+    {
+        auto settings = parseSensitivitySettings(QStringLiteral("rtn:w4"));
+        QVERIFY(settings);
+        CallbackFeedback fb;
+        int calls = 0;
+        fb.statusFn = [&](const QString &) {
+            if (++calls == 3)
+                fb.cancel();
+        };
+        auto r = m_analysis->run(*settings, &fb);
+        QVERIFY(!r);
+        QCOMPARE(r.error().code, ErrorCode::Cancelled);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestSensitivity)
+#include "tst_sensitivity.moc"
