@@ -32,6 +32,18 @@ Expected<std::string> readTextFile(const QString &path)
     return out;
 }
 
+Expected<std::vector<std::int32_t>> tokenizeTextFile(const Model &model, const QString &path)
+{
+    if (!model.tokenizer())
+        return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("the model folder has no tokenizer.json"))
+                              .inFile(model.folder())
+                              .withHint(QStringLiteral("copy the checkpoint's tokenizer.json into the folder")));
+    auto text = readTextFile(path);
+    if (!text)
+        return unexpected(text.error());
+    return model.tokenizer()->encode(*text, false);
+}
+
 Expected<int> resolveContext(const ModelConfig &config, int requested)
 {
     const int ctx = requested > 0 ? requested : config.maxPositions;

@@ -46,6 +46,10 @@ struct ComparisonResult
 // Reads a text file as UTF-8 with CRLF (and lone CR) converted to LF.
 Expected<std::string> readTextFile(const QString &path);
 
+// Reads a text file (as readTextFile) and encodes it with the model's tokenizer, without special
+// tokens (the perplexity protocol). Errors: no tokenizer.json in the model folder, unreadable file.
+Expected<std::vector<std::int32_t>> tokenizeTextFile(const Model &model, const QString &path);
+
 // The window length to use for a model and a requested ctx (0 = model max), validated.
 Expected<int> resolveContext(const ModelConfig &config, int requested);
 

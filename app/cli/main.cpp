@@ -258,15 +258,12 @@ int cmdEval(const QStringList &args)
     auto model = loadModel(c.parser.positionalArguments().first(), quiet);
     if (!model)
         return reportError(model.error());
-    auto tok = requireTokenizer(**model);
-    if (!tok)
-        return reportError(tok.error());
-    auto content = readTextFile(c.parser.value(text));
-    if (!content)
-        return reportError(content.error());
     QElapsedTimer tokTimer;
     tokTimer.start();
-    const std::vector<std::int32_t> ids = (*tok)->encode(*content, false);
+    auto tokens = tokenizeTextFile(**model, c.parser.value(text));
+    if (!tokens)
+        return reportError(tokens.error());
+    const std::vector<std::int32_t> &ids = *tokens;
     const double tokSeconds = static_cast<double>(tokTimer.nsecsElapsed()) / 1e9;
     Transformer tf(*model, *backend);
     StderrFeedback fb(QStringLiteral("eval"), quiet);
@@ -454,13 +451,10 @@ int cmdCompare(const QStringList &args)
     auto b = loadModel(c.parser.positionalArguments()[1], quiet);
     if (!b)
         return reportError(b.error());
-    auto tok = requireTokenizer(**a);
-    if (!tok)
-        return reportError(tok.error());
-    auto content = readTextFile(c.parser.value(text));
-    if (!content)
-        return reportError(content.error());
-    const std::vector<std::int32_t> ids = (*tok)->encode(*content, false);
+    auto tokens = tokenizeTextFile(**a, c.parser.value(text));
+    if (!tokens)
+        return reportError(tokens.error());
+    const std::vector<std::int32_t> &ids = *tokens;
     Transformer ta(*a), tb(*b);
     StderrFeedback fb(QStringLiteral("compare"), quiet);
     auto r = compareModels(ta, tb, ids, opt, &fb);
@@ -594,15 +588,11 @@ int cmdCompress(const QStringList &args)
             return reportError(fail(ErrorCode::InvalidArgument, QStringLiteral("the recipe's techniques need calibration data"))
                                    .forParameter(QStringLiteral("calib"))
                                    .withHint(QStringLiteral("give a text file with --calib FILE")));
-        auto tok = requireTokenizer(**model);
-        if (!tok)
-            return reportError(tok.error());
-        auto text = readTextFile(calibPath);
-        if (!text)
-            return reportError(text.error());
-        const auto ids = (*tok)->encode(*text, false);
+        auto ids = tokenizeTextFile(**model, calibPath);
+        if (!ids)
+            return reportError(ids.error());
         const int len = length > 0 ? std::min(length, (*model)->config().maxPositions) : (*model)->config().maxPositions;
-        auto seqs = makeCalibrationSequences(ids, sequences, len, recipe->calibration.seed);
+        auto seqs = makeCalibrationSequences(*ids, sequences, len, recipe->calibration.seed);
         if (!seqs)
             return reportError(std::move(seqs.error()).inFile(calibPath));
         sequencesData = std::move(*seqs);
@@ -645,13 +635,10 @@ int cmdTokenize(const QStringList &args)
     auto model = loadModel(c.parser.positionalArguments().first(), true);
     if (!model)
         return reportError(model.error());
-    auto tok = requireTokenizer(**model);
-    if (!tok)
-        return reportError(tok.error());
-    auto content = readTextFile(c.parser.value(text));
-    if (!content)
-        return reportError(content.error());
-    const auto ids = (*tok)->encode(*content, false);
+    auto tokens = tokenizeTextFile(**model, c.parser.value(text));
+    if (!tokens)
+        return reportError(tokens.error());
+    const std::vector<std::int32_t> &ids = *tokens;
     QByteArray json = "[";
     for (std::size_t i = 0; i < ids.size(); ++i) {
         if (i)
@@ -746,9 +733,6 @@ int cmdSensitivity(const QStringList &args)
     auto model = loadModel(c.parser.positionalArguments().first(), quiet);
     if (!model)
         return reportError(model.error());
-    auto tok = requireTokenizer(**model);
-    if (!tok)
-        return reportError(tok.error());
     auto textPath = [&](const QCommandLineOption &o, const char *fallback) {
         if (c.parser.isSet(o))
             return c.parser.value(o);
@@ -758,17 +742,17 @@ int cmdSensitivity(const QStringList &args)
     const QString evalPath = textPath(text, "eval.txt"), calibPath = textPath(calib, "calib.txt");
     if (evalPath.isEmpty())
         return usageError(QStringLiteral("--text is required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
-    auto evalText = readTextFile(evalPath);
-    if (!evalText)
-        return reportError(evalText.error());
+    auto evalTokens = tokenizeTextFile(**model, evalPath);
+    if (!evalTokens)
+        return reportError(evalTokens.error());
     std::vector<std::int32_t> calibIds;
     if (!calibPath.isEmpty()) {
-        auto calibText = readTextFile(calibPath);
-        if (!calibText)
-            return reportError(calibText.error());
-        calibIds = (*tok)->encode(*calibText, false);
+        auto calibTokens = tokenizeTextFile(**model, calibPath);
+        if (!calibTokens)
+            return reportError(calibTokens.error());
+        calibIds = std::move(*calibTokens);
     }
-    const auto evalIds = (*tok)->encode(*evalText, false);
+    const std::vector<std::int32_t> &evalIds = *evalTokens;
     StderrFeedback fb(QStringLiteral("sensitivity"), quiet);
     auto analysis = SensitivityAnalysis::create(*model, evalIds, calibIds, opt, &fb);
     if (!analysis)
@@ -1004,19 +988,16 @@ int cmdFrontier(const QStringList &args)
         if ((*model)->weightsHash() != exp->modelHash)
             return reportError(fail(ErrorCode::Mismatch, QStringLiteral("the model's weights changed since the experiment was made"))
                                    .inFile(exp->modelFolder).withHint(QStringLiteral("run the sensitivity analysis again")));
-        auto tok = requireTokenizer(**model);
-        if (!tok)
-            return reportError(tok.error());
-        auto evalText = readTextFile(exp->evalText);
-        if (!evalText)
-            return reportError(evalText.error());
-        const auto evalIds = (*tok)->encode(*evalText, false);
+        auto evalTokens = tokenizeTextFile(**model, exp->evalText);
+        if (!evalTokens)
+            return reportError(evalTokens.error());
+        const std::vector<std::int32_t> &evalIds = *evalTokens;
         std::vector<std::vector<std::int32_t>> calibSeqs;
         if (!exp->calibText.isEmpty()) {
-            auto calibText = readTextFile(exp->calibText);
-            if (!calibText)
-                return reportError(calibText.error());
-            auto seqs = makeCalibrationSequences((*tok)->encode(*calibText, false), exp->calibSequences,
+            auto calibTokens = tokenizeTextFile(**model, exp->calibText);
+            if (!calibTokens)
+                return reportError(calibTokens.error());
+            auto seqs = makeCalibrationSequences(*calibTokens, exp->calibSequences,
                                                  std::min(exp->calibLength, (*model)->config().maxPositions), exp->seed);
             if (!seqs)
                 return reportError(seqs.error());
