@@ -114,7 +114,7 @@ QVariant LayerTableModel::displayValue(const core::WeightInfo &w, int column) co
     case KindColumn: return QLatin1String(core::weightRoleName(w.role));
     case ShapeColumn: return formatShape(w.shape);
     case ParametersColumn: return formatCount(w.parameters);
-    case DTypeColumn: return QLatin1String(core::dtypeName(w.storedType));
+    case DTypeColumn: return w.format; // "BF16", or a quantized format such as "q4 g128"
     case BytesColumn: return formatBytes(w.storedBytes);
     case ShareColumn:
         return m_totalParameters > 0
@@ -141,7 +141,7 @@ QVariant LayerTableModel::sortValue(const core::WeightInfo &w, int column) const
     case ShapeColumn: // by element count: "4096 × 64" is larger than "64 × 512"
         return QVariant::fromValue(static_cast<qlonglong>(w.parameters));
     case ParametersColumn: return QVariant::fromValue(static_cast<qlonglong>(w.parameters));
-    case DTypeColumn: return QLatin1String(core::dtypeName(w.storedType));
+    case DTypeColumn: return w.format;
     case BytesColumn: return QVariant::fromValue(static_cast<qlonglong>(w.storedBytes));
     case ShareColumn: return QVariant::fromValue(static_cast<qlonglong>(w.parameters));
     default: return {};
@@ -153,11 +153,11 @@ QString LayerTableModel::toolTip(const core::WeightInfo &w) const
     const QString where = w.block >= 0 ? QStringLiteral("block %1").arg(w.block)
                                        : QStringLiteral("outside the transformer blocks");
     QString tip = QStringLiteral("<b>%1</b><br>%2, %3<br>shape %4: %5 parameters<br>"
-                                 "stored as %6: %7 bytes (%8)")
+                                 "stored as %6 (%9 bits per weight): %7 bytes (%8)")
                       .arg(w.name.toHtmlEscaped(), roleDescription(w.role), where,
-                           formatShape(w.shape), formatCount(w.parameters),
-                           QLatin1String(core::dtypeName(w.storedType)),
-                           formatCount(w.storedBytes), formatBytes(w.storedBytes));
+                           formatShape(w.shape), formatCount(w.parameters), w.format,
+                           formatCount(w.storedBytes), formatBytes(w.storedBytes))
+                      .arg(w.bitsPerWeight, 0, 'f', 3);
     if (core::isLinearRole(w.role))
         tip += QStringLiteral("<br><i>a linear weight: a candidate for compression</i>");
     return tip;
@@ -174,7 +174,7 @@ QVariant LayerTableModel::headerData(int section, Qt::Orientation orientation, i
         case KindColumn: return tr("Kind");
         case ShapeColumn: return tr("Shape");
         case ParametersColumn: return tr("Parameters");
-        case DTypeColumn: return tr("DType");
+        case DTypeColumn: return tr("Format");
         case BytesColumn: return tr("Bytes");
         case ShareColumn: return tr("% of model");
         default: return {};
@@ -187,7 +187,7 @@ QVariant LayerTableModel::headerData(int section, Qt::Orientation orientation, i
         case KindColumn: return tr("What the tensor is for");
         case ShapeColumn: return tr("Rows × columns as stored (out_features × in_features)");
         case ParametersColumn: return tr("Number of elements");
-        case DTypeColumn: return tr("Element type in the safetensors file");
+        case DTypeColumn: return tr("Element type, or the quantization format (bits, group size) of a compressed layer");
         case BytesColumn: return tr("Bytes in the safetensors file");
         case ShareColumn: return tr("Share of the model's parameters");
         default: return {};
