@@ -1,5 +1,7 @@
 // bitsmith-cli: the headless face of Bitsmith. Every command is a thin layer over core calls,
 // the same ones the GUI makes. Errors print one line plus a HINT line and exit non-zero.
+#include "app/cli/clicommon.h"
+#include "app/cli/commands.h"
 #include "core/allocation.h"
 #include "core/calibration.h"
 #include "core/compression.h"
@@ -29,142 +31,9 @@
 
 using namespace bitsmith::core;
 
+using namespace bitsmith::cli;
+
 namespace {
-
-constexpr int kExitUsage = 2;
-constexpr int kExitError = 1;
-
-int reportError(const Error &e)
-{
-    std::fprintf(stderr, "bitsmith-cli: error: %s\n", qPrintable(e.toString()));
-    std::fprintf(stderr, "%s\n", qPrintable(e.hintLine()));
-    return e.code == ErrorCode::InvalidArgument ? kExitUsage : kExitError;
-}
-
-int usageError(const QString &message, const QString &hint)
-{
-    std::fprintf(stderr, "bitsmith-cli: error: %s\nHINT: %s\n", qPrintable(message), qPrintable(hint));
-    return kExitUsage;
-}
-
-void printJson(const QJsonObject &o)
-{
-    std::fputs(QJsonDocument(o).toJson(QJsonDocument::Indented).constData(), stdout);
-}
-
-// Progress lines on stderr: "eval: window 3/40" at most a few times a second.
-class StderrFeedback : public Feedback
-{
-public:
-    explicit StderrFeedback(QString prefix, bool quiet)
-        : m_prefix(std::move(prefix))
-        , m_quiet(quiet)
-    {}
-
-protected:
-    void onStatus(const QString &text) override
-    {
-        if (m_quiet || (m_timer.isValid() && m_timer.elapsed() < 500))
-            return;
-        m_timer.start();
-        std::fprintf(stderr, "%s: %s\n", qPrintable(m_prefix), qPrintable(text));
-    }
-
-private:
-    QString m_prefix;
-    bool m_quiet;
-    QElapsedTimer m_timer;
-};
-
-struct Common
-{
-    QCommandLineParser parser;
-    QCommandLineOption json{QStringLiteral("json"), QStringLiteral("Print one JSON object.")};
-    QCommandLineOption threads{QStringLiteral("threads"), QStringLiteral("Threads for OpenMP/oneDNN (default: BITSMITH_THREADS or all)."), QStringLiteral("N")};
-    QCommandLineOption backend{QStringLiteral("backend"), QStringLiteral("Linear kernels: onednn (default) or eigen."), QStringLiteral("NAME"), QStringLiteral("onednn")};
-    QCommandLineOption quiet{QStringLiteral("quiet"), QStringLiteral("No progress lines on stderr.")};
-
-    Common() { parser.addOptions({json, threads, backend, quiet}); parser.addHelpOption(); }
-};
-
-Expected<std::shared_ptr<Model>> loadModel(const QString &name, bool quiet)
-{
-    StderrFeedback fb(QStringLiteral("load"), quiet);
-    return Model::load(name, &fb);
-}
-
-Expected<LinearBackend> backendFrom(const QString &name)
-{
-    if (name == QLatin1String("onednn"))
-        return LinearBackend::OneDnn;
-    if (name == QLatin1String("eigen"))
-        return LinearBackend::Eigen;
-    return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("unknown backend '%1'").arg(name))
-                          .forParameter(QStringLiteral("backend"))
-                          .withHint(QStringLiteral("use --backend onednn or --backend eigen")));
-}
-
-Expected<std::shared_ptr<const Tokenizer>> requireTokenizer(const Model &m)
-{
-    if (!m.tokenizer())
-        return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("the model folder has no tokenizer.json"))
-                              .inFile(m.folder())
-                              .withHint(QStringLiteral("copy the checkpoint's tokenizer.json into the folder")));
-    return m.tokenizer();
-}
-
-// Parses argv after the subcommand; returns false (with the exit code set) on bad usage.
-bool parseArgs(Common &c, const QStringList &args, int positionals, const QString &usage, int &exitCode)
-{
-    if (!c.parser.parse(args)) {
-        exitCode = usageError(c.parser.errorText(), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
-        return false;
-    }
-    if (c.parser.isSet(QStringLiteral("help"))) {
-        std::printf("usage: bitsmith-cli %s\n\n%s", qPrintable(usage), qPrintable(c.parser.helpText()));
-        exitCode = 0;
-        return false;
-    }
-    if (c.parser.positionalArguments().size() != positionals) {
-        exitCode = usageError(QStringLiteral("expected %1 positional argument(s), got %2")
-                                  .arg(positionals)
-                                  .arg(c.parser.positionalArguments().size()),
-                              QStringLiteral("usage: bitsmith-cli %1").arg(usage));
-        return false;
-    }
-    if (c.parser.isSet(c.threads)) {
-        bool ok = false;
-        const int n = c.parser.value(c.threads).toInt(&ok);
-        if (!ok || n < 1) {
-            exitCode = usageError(QStringLiteral("--threads must be a positive integer"), QStringLiteral("e.g. --threads 1"));
-            return false;
-        }
-        setThreadCount(n);
-    }
-    return true;
-}
-
-bool intOption(const QCommandLineParser &p, const QCommandLineOption &o, int &out, int minimum, int &exitCode)
-{
-    if (!p.isSet(o))
-        return true;
-    bool ok = false;
-    out = p.value(o).toInt(&ok);
-    if (!ok || out < minimum) {
-        exitCode = usageError(QStringLiteral("--%1 must be an integer >= %2").arg(o.names().first()).arg(minimum),
-                              QStringLiteral("e.g. --%1 %2").arg(o.names().first()).arg(std::max(minimum, 1)));
-        return false;
-    }
-    return true;
-}
-
-QString shapeText(const std::vector<std::int64_t> &shape)
-{
-    QStringList s;
-    for (auto d : shape)
-        s << QString::number(d);
-    return s.join(QLatin1Char('x'));
-}
 
 int cmdInfo(const QStringList &args)
 {
