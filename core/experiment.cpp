@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -159,6 +160,7 @@ const Matrix kMatrices[] = {
     {"relativeError", &SensitivityResult::relativeError},
     {"hessianError", &SensitivityResult::hessianError},
     {"activationError", &SensitivityResult::activationError},
+    {"hutchinsonError", &SensitivityResult::hutchinsonError}, // schema 2
 };
 
 Expected<void> writeFile(const SensitivityResult &r, const QString &path)
@@ -183,7 +185,12 @@ Expected<void> writeFile(const SensitivityResult &r, const QString &path)
               && writeScalarAttr<double>(f, "basePerplexity", H5T_NATIVE_DOUBLE, r.basePerplexity)
               && writeScalarAttr<double>(f, "seconds", H5T_NATIVE_DOUBLE, r.seconds)
               && writeScalarAttr<double>(f, "measureSeconds", H5T_NATIVE_DOUBLE, r.measureSeconds)
-              && writeScalarAttr<double>(f, "naiveSecondsEstimate", H5T_NATIVE_DOUBLE, r.naiveSecondsEstimate);
+              && writeScalarAttr<double>(f, "naiveSecondsEstimate", H5T_NATIVE_DOUBLE, r.naiveSecondsEstimate)
+              && writeScalarAttr<double>(f, "naiveScriptSecondsEstimate", H5T_NATIVE_DOUBLE, r.naiveScriptSecondsEstimate)
+              && writeScalarAttr<double>(f, "naiveTimingSeconds", H5T_NATIVE_DOUBLE, r.naiveTimingSeconds)
+              && writeScalarAttr<double>(f, "quantizeSeconds", H5T_NATIVE_DOUBLE, r.quantizeSeconds)
+              && writeScalarAttr<double>(f, "hutchinsonSeconds", H5T_NATIVE_DOUBLE, r.hutchinsonSeconds)
+              && writeScalarAttr<int>(f, "hutchinsonProbes", H5T_NATIVE_INT, r.hutchinsonProbes);
     Handle group(H5Gcreate2(f, "sensitivity", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
     ok = ok && group.valid();
     if (ok) {
@@ -195,8 +202,13 @@ Expected<void> writeFile(const SensitivityResult &r, const QString &path)
              && writeStringAttr(group.get(), "settings", labels.join(QLatin1Char('\n')));
         std::vector<long long> params(r.parameters.begin(), r.parameters.end());
         ok = ok && writeDataset(group.get(), "parameters", H5T_STD_I64LE, H5T_NATIVE_LLONG, params, {L});
+        std::vector<double> trace = r.hutchinsonTrace;
+        trace.resize(L, std::numeric_limits<double>::quiet_NaN());
+        ok = ok && writeDataset(group.get(), "hutchinsonTrace", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, trace, {L});
         for (const Matrix &m : kMatrices) {
-            const std::vector<double> &v = r.*(m.member);
+            std::vector<double> v = r.*(m.member);
+            if (v.empty() && m.member == &SensitivityResult::hutchinsonError)
+                v.assign(L * S, std::numeric_limits<double>::quiet_NaN());
             if (v.size() != L * S)
                 return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("matrix '%1' has %2 values, expected %3")
                                                                        .arg(QLatin1String(m.name)).arg(v.size()).arg(L * S)));
@@ -251,7 +263,7 @@ Expected<SensitivityResult> loadSensitivityExperiment(const QString &path)
     int version = 0;
     if (!readScalarAttr(f, "schemaVersion", H5T_NATIVE_INT, version))
         return format(QStringLiteral("no schemaVersion"));
-    if (version != kExperimentSchemaVersion)
+    if (version < 1 || version > kExperimentSchemaVersion)
         return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("experiment schema version %1; this Bitsmith reads %2")
                                                            .arg(version).arg(kExperimentSchemaVersion))
                               .inFile(path).withHint(QStringLiteral("open it with a newer Bitsmith")));
@@ -270,6 +282,13 @@ Expected<SensitivityResult> loadSensitivityExperiment(const QString &path)
                          && readScalarAttr(f, "naiveSecondsEstimate", H5T_NATIVE_DOUBLE, r.naiveSecondsEstimate);
     if (!attrsOk)
         return format(QStringLiteral("missing or unreadable attributes"));
+    if (version >= 2
+        && !(readScalarAttr(f, "naiveScriptSecondsEstimate", H5T_NATIVE_DOUBLE, r.naiveScriptSecondsEstimate)
+             && readScalarAttr(f, "naiveTimingSeconds", H5T_NATIVE_DOUBLE, r.naiveTimingSeconds)
+             && readScalarAttr(f, "quantizeSeconds", H5T_NATIVE_DOUBLE, r.quantizeSeconds)
+             && readScalarAttr(f, "hutchinsonSeconds", H5T_NATIVE_DOUBLE, r.hutchinsonSeconds)
+             && readScalarAttr(f, "hutchinsonProbes", H5T_NATIVE_INT, r.hutchinsonProbes)))
+        return format(QStringLiteral("missing or unreadable attributes (schema 2)"));
     r.seed = seed;
     if (H5Lexists(f, "sensitivity", H5P_DEFAULT) <= 0)
         return format(QStringLiteral("no 'sensitivity' group"));
@@ -290,9 +309,20 @@ Expected<SensitivityResult> loadSensitivityExperiment(const QString &path)
     if (QString e = readDataset(group.get(), "parameters", H5T_NATIVE_LLONG, {L}, params); !e.isEmpty())
         return format(e);
     r.parameters.assign(params.begin(), params.end());
-    for (const Matrix &m : kMatrices)
+    for (const Matrix &m : kMatrices) {
+        if (version < 2 && m.member == &SensitivityResult::hutchinsonError) {
+            r.hutchinsonError.assign(L * S, std::numeric_limits<double>::quiet_NaN());
+            continue;
+        }
         if (QString e = readDataset(group.get(), m.name, H5T_NATIVE_DOUBLE, {L, S}, r.*(m.member)); !e.isEmpty())
             return format(e);
+    }
+    if (version >= 2) {
+        if (QString e = readDataset(group.get(), "hutchinsonTrace", H5T_NATIVE_DOUBLE, {L}, r.hutchinsonTrace); !e.isEmpty())
+            return format(e);
+    } else {
+        r.hutchinsonTrace.assign(L, std::numeric_limits<double>::quiet_NaN());
+    }
     return r;
 }
 

@@ -21,7 +21,7 @@
 
 namespace bitsmith::core {
 
-constexpr int kExperimentSchemaVersion = 1;
+constexpr int kExperimentSchemaVersion = 2; // 2: Hutchinson trace + timings (1 still reads)
 
 // Writes `result` to `path` atomically. Errors: Io (with the path) when it cannot be written.
 Expected<void> saveSensitivityExperiment(const SensitivityResult &result, const QString &path);

@@ -3,14 +3,20 @@
 
 #include "core/calibration.h"    // InputStatistics, makeCalibrationSequences
 #include "core/evaluate.h"       // logSoftmax
+#include "core/linear.h"         // LinearKernel, makeDenseLinear
 #include "core/quant/gptq.h"     // gptqQuantize
 #include "core/quant/quantizer.h" // quantizeRtn
+#include "core/random.h"         // splitmix64 (Hutchinson probes)
 #include "core/recipe.h"         // linearLayers
 #include "core/transformer.h"    // Transformer, LinearInputHook
 
 #include <QRegularExpression>
 
+#include <Eigen/Core>
+
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -61,6 +67,89 @@ public:
 private:
     std::vector<std::unique_ptr<InputStatistics>> &m_stats;
 };
+
+// Base pass: keeps the inputs of o_proj and down_proj of every block for window w.
+class CachingHook final : public LinearInputHook
+{
+public:
+    CachingHook(std::vector<std::vector<float>> &oInputs, std::vector<std::vector<float>> &downInputs)
+        : m_o(oInputs), m_down(downInputs)
+    {}
+    std::size_t window = 0;
+    bool onLinearInput(int block, WeightRole role, const float *x, std::int64_t rows, std::int64_t cols) override
+    {
+        auto *dst = role == WeightRole::LinearO ? &m_o : role == WeightRole::LinearDown ? &m_down : nullptr;
+        if (dst) {
+            const auto n = static_cast<std::size_t>(rows * cols);
+            std::copy_n(x, n, (*dst)[static_cast<std::size_t>(block)].begin() + static_cast<std::ptrdiff_t>(window * n));
+        }
+        return true;
+    }
+
+private:
+    std::vector<std::vector<float>> &m_o, &m_down;
+};
+
+// The naive script's calibration for one layer: statistics of its input only, stopping the
+// forward there.
+class OneInputHook final : public LinearInputHook
+{
+public:
+    OneInputHook(int block, int group) : m_block(block), m_group(group) {}
+    std::unique_ptr<InputStatistics> stats;
+    bool onLinearInput(int block, WeightRole role, const float *x, std::int64_t rows, std::int64_t cols) override
+    {
+        if (block != m_block || inputGroup(role) != m_group)
+            return true;
+        if (!stats)
+            stats = std::make_unique<InputStatistics>(cols, true, 0);
+        stats->add(x, rows);
+        return false;
+    }
+
+private:
+    int m_block, m_group;
+};
+
+// out[t, rows] += in[t, cols] · Δᵀ, Δ [rows, cols] row-major.
+void addDeltaProduct(const float *in, std::int64_t t, const float *delta, std::int64_t rows, std::int64_t cols, float *out)
+{
+    using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    Eigen::Map<const RowMajor> x(in, t, cols);
+    Eigen::Map<const RowMajor> d(delta, rows, cols);
+    Eigen::Map<RowMajor> y(out, t, rows);
+    y.noalias() += x * d.transpose();
+}
+
+} // namespace
+
+// A kernel over the original weights, prepacked once, plus an optional weight change ΔW (set
+// while its layer is measured): y = x·Wᵀ (+ b) + x·ΔWᵀ. Unset, it computes exactly what the base
+// pass did, so only the measured layer's change reaches the scores.
+class DeltaLinear final : public LinearKernel
+{
+public:
+    DeltaLinear(std::unique_ptr<LinearKernel> base, std::int64_t rows, std::int64_t cols)
+        : m_base(std::move(base)), m_rows(rows), m_cols(cols)
+    {}
+    void setDelta(const float *delta) { m_delta = delta; }
+    void forward(const float *x, std::int64_t m, float *y) const override
+    {
+        m_base->forward(x, m, y);
+        if (m_delta)
+            addDeltaProduct(x, m, m_delta, m_rows, m_cols, y);
+    }
+    std::int64_t inFeatures() const override { return m_cols; }
+    std::int64_t outFeatures() const override { return m_rows; }
+    QString description() const override { return m_base->description() + QStringLiteral(" + ΔW"); }
+
+private:
+    std::unique_ptr<LinearKernel> m_base;
+    std::int64_t m_rows, m_cols;
+    const float *m_delta = nullptr;
+};
+
+namespace {
 
 Error cancelled()
 {
@@ -115,6 +204,74 @@ Expected<std::vector<SensitivitySetting>> parseSensitivitySettings(const QString
     return out;
 }
 
+namespace {
+
+std::vector<double> ranks(const std::vector<double> &v)
+{
+    std::vector<std::size_t> order(v.size());
+    for (std::size_t i = 0; i < order.size(); ++i)
+        order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return v[a] < v[b]; });
+    std::vector<double> r(v.size());
+    for (std::size_t i = 0; i < order.size();) {
+        std::size_t j = i;
+        while (j + 1 < order.size() && v[order[j + 1]] == v[order[i]])
+            ++j;
+        const double avg = 0.5 * static_cast<double>(i + j) + 1.0;
+        for (std::size_t k = i; k <= j; ++k)
+            r[order[k]] = avg;
+        i = j + 1;
+    }
+    return r;
+}
+
+} // namespace
+
+double spearmanCorrelation(const std::vector<double> &a, const std::vector<double> &b)
+{
+    std::vector<double> x, y;
+    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+        if (!std::isnan(a[i]) && !std::isnan(b[i])) {
+            x.push_back(a[i]);
+            y.push_back(b[i]);
+        }
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    if (x.size() < 3)
+        return nan;
+    const std::vector<double> rx = ranks(x), ry = ranks(y);
+    const double n = static_cast<double>(rx.size());
+    double mx = 0, my = 0;
+    for (std::size_t i = 0; i < rx.size(); ++i) {
+        mx += rx[i];
+        my += ry[i];
+    }
+    mx /= n;
+    my /= n;
+    double sxy = 0, sxx = 0, syy = 0;
+    for (std::size_t i = 0; i < rx.size(); ++i) {
+        sxy += (rx[i] - mx) * (ry[i] - my);
+        sxx += (rx[i] - mx) * (rx[i] - mx);
+        syy += (ry[i] - my) * (ry[i] - my);
+    }
+    if (sxx <= 0 || syy <= 0)
+        return nan;
+    return sxy / std::sqrt(sxx * syy);
+}
+
+std::vector<ProxyCorrelation> proxyCorrelations(const SensitivityResult &r)
+{
+    const std::pair<const char *, const std::vector<double> *> proxies[] = {
+        {"relative_error", &r.relativeError},
+        {"hessian_error", &r.hessianError},
+        {"activation_error", &r.activationError},
+        {"hutchinson_error", &r.hutchinsonError},
+    };
+    std::vector<ProxyCorrelation> out;
+    for (const auto &[name, values] : proxies)
+        out.push_back({QString::fromLatin1(name), spearmanCorrelation(*values, r.deltaLoss), spearmanCorrelation(*values, r.kl)});
+    return out;
+}
+
 SensitivityAnalysis::~SensitivityAnalysis() = default;
 
 const QString &SensitivityAnalysis::layerName(int layer) const
@@ -137,6 +294,9 @@ Expected<std::unique_ptr<SensitivityAnalysis>> SensitivityAnalysis::create(std::
     if (options.windows < 1)
         return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("windows must be at least 1"))
                               .forParameter(QStringLiteral("windows")));
+    if (options.hutchinsonProbes < 0)
+        return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("Hutchinson probes must be >= 0"))
+                              .forParameter(QStringLiteral("hutchinson-probes")));
     const std::int64_t available = static_cast<std::int64_t>(evalTokens.size()) / options.ctx;
     if (available < options.windows)
         return unexpected(fail(ErrorCode::InvalidArgument,
@@ -149,68 +309,113 @@ Expected<std::unique_ptr<SensitivityAnalysis>> SensitivityAnalysis::create(std::
     std::unique_ptr<SensitivityAnalysis> a(new SensitivityAnalysis);
     a->m_original = model;
     a->m_options = options;
-    a->m_work = model->cloneMutable();
-    // Eigen kernels read the working copy's weights live, so swapping a layer in place is seen.
-    a->m_transformer = std::make_unique<Transformer>(a->m_work, LinearBackend::Eigen, false);
+    // Every linear runs on oneDNN over the original weights, wrapped to take a weight change.
+    std::vector<BlockKernels> kernels;
+    std::map<std::pair<int, WeightRole>, DeltaLinear *> byRole;
+    for (int b = 0; b < model->config().numLayers; ++b) {
+        const BlockWeights &bw = model->blocks()[static_cast<std::size_t>(b)];
+        BlockKernels k;
+        auto wrap = [&](WeightRole role, const MatrixView &w, const MatrixView &bias) {
+            auto d = std::make_unique<DeltaLinear>(makeDenseLinear(w, bias, LinearBackend::OneDnn), w.rows, w.cols);
+            byRole[{b, role}] = d.get();
+            return d;
+        };
+        k.q = wrap(WeightRole::LinearQ, bw.q, bw.qBias);
+        k.k = wrap(WeightRole::LinearK, bw.k, bw.kBias);
+        k.v = wrap(WeightRole::LinearV, bw.v, bw.vBias);
+        k.o = wrap(WeightRole::LinearO, bw.o, bw.oBias);
+        k.gate = wrap(WeightRole::LinearGate, bw.gate, bw.gateBias);
+        k.up = wrap(WeightRole::LinearUp, bw.up, bw.upBias);
+        k.down = wrap(WeightRole::LinearDown, bw.down, bw.downBias);
+        kernels.push_back(std::move(k));
+    }
+    a->m_fast = std::make_unique<Transformer>(model, std::move(kernels),
+                                              makeDenseLinear(model->lmHead(), {}, LinearBackend::OneDnn));
     for (const ResolvedLayer &l : linearLayers(*model)) {
         if (l.role == WeightRole::LmHead || l.block < 0)
             continue;
-        a->m_layers.push_back({l.name, l.tensor, l.role, l.block, l.rows, l.cols});
+        const auto it = byRole.find({l.block, l.role});
+        if (it == byRole.end())
+            continue;
+        a->m_layers.push_back({l.name, l.tensor, l.role, l.block, l.rows, l.cols, it->second});
     }
     for (int w = 0; w < options.windows; ++w)
         a->m_windows.emplace_back(evalTokens.begin() + static_cast<std::ptrdiff_t>(w) * options.ctx,
                                   evalTokens.begin() + static_cast<std::ptrdiff_t>(w + 1) * options.ctx);
 
-    // Original pass over the evaluation windows: block inputs and log-probs.
-    const Transformer &tf = *a->m_transformer;
+    // Original pass over the evaluation windows: the cached states, logits and probabilities.
+    const Transformer &tf = *a->m_fast;
     const int blocks = config.numLayers;
     const std::int64_t hidden = config.hiddenSize;
     const std::int64_t vocab = tf.vocabSize();
     const std::int64_t ctx = options.ctx;
+    const std::size_t W = a->m_windows.size();
     const std::size_t windowFloats = static_cast<std::size_t>(ctx * hidden);
-    a->m_blockInputs.assign(static_cast<std::size_t>(blocks), std::vector<float>(windowFloats * a->m_windows.size()));
-    a->m_baseLogProbs.resize(a->m_windows.size() * static_cast<std::size_t>((ctx - 1) * vocab));
-    a->m_baseProbs.resize(a->m_baseLogProbs.size());
+    const auto B = static_cast<std::size_t>(blocks);
+    a->m_blockInputs.assign(B, std::vector<float>(windowFloats * W));
+    a->m_mids.assign(B, std::vector<float>(windowFloats * W));
+    a->m_oInputs.assign(B, std::vector<float>(static_cast<std::size_t>(ctx * config.numHeads * config.headDim) * W));
+    a->m_downInputs.assign(B, std::vector<float>(static_cast<std::size_t>(ctx * config.intermediateSize) * W));
+    a->m_finalHidden.resize(windowFloats * W);
+    const std::size_t positions = W * static_cast<std::size_t>(ctx - 1);
+    a->m_baseLogits.resize(positions * static_cast<std::size_t>(vocab));
+    a->m_baseProbs.resize(a->m_baseLogits.size());
+    a->m_baseLse.resize(positions);
+    a->m_baseProbSum.resize(positions);
     KVCache cache = tf.makeCache(options.ctx);
+    CachingHook hook(a->m_oInputs, a->m_downInputs);
     std::vector<float> x(windowFloats), logits;
     std::vector<double> lp;
     double nll = 0;
-    for (std::size_t w = 0; w < a->m_windows.size(); ++w) {
+    for (std::size_t w = 0; w < W; ++w) {
         if (feedback && feedback->isCancelled())
             return unexpected(cancelled());
         cache.clear();
+        hook.window = w;
         tf.embed(a->m_windows[w], x.data());
-        for (int b = 0; b < blocks; ++b) {
-            std::copy(x.begin(), x.end(), a->m_blockInputs[static_cast<std::size_t>(b)].begin() + static_cast<std::ptrdiff_t>(w * windowFloats));
-            tf.runBlock(b, x.data(), ctx, cache);
+        const auto at = static_cast<std::ptrdiff_t>(w * windowFloats);
+        for (std::size_t b = 0; b < B; ++b) {
+            std::copy(x.begin(), x.end(), a->m_blockInputs[b].begin() + at);
+            tf.runAttention(static_cast<int>(b), x.data(), ctx, cache, &hook);
+            std::copy(x.begin(), x.end(), a->m_mids[b].begin() + at);
+            tf.runMlp(static_cast<int>(b), x.data(), ctx, &hook);
         }
+        std::copy(x.begin(), x.end(), a->m_finalHidden.begin() + at);
         tf.head(x.data(), ctx, logits);
         for (std::int64_t i = 0; i + 1 < ctx; ++i) {
             logSoftmax(logits.data() + i * vocab, vocab, lp);
             nll -= lp[static_cast<std::size_t>(a->m_windows[w][static_cast<std::size_t>(i + 1)])];
-            const std::size_t at = (w * static_cast<std::size_t>(ctx - 1) + static_cast<std::size_t>(i)) * static_cast<std::size_t>(vocab);
+            const std::size_t pos = w * static_cast<std::size_t>(ctx - 1) + static_cast<std::size_t>(i);
+            const std::size_t off = pos * static_cast<std::size_t>(vocab);
+            const float *z = logits.data() + i * vocab;
+            float sum = 0;
             for (std::int64_t v = 0; v < vocab; ++v) {
-                a->m_baseLogProbs[at + static_cast<std::size_t>(v)] = static_cast<float>(lp[static_cast<std::size_t>(v)]);
-                a->m_baseProbs[at + static_cast<std::size_t>(v)] = static_cast<float>(std::exp(lp[static_cast<std::size_t>(v)]));
+                a->m_baseLogits[off + static_cast<std::size_t>(v)] = z[v];
+                a->m_baseProbs[off + static_cast<std::size_t>(v)] = static_cast<float>(std::exp(lp[static_cast<std::size_t>(v)]));
             }
+            // Σ p in the same f32 summation as score() uses, so an unchanged model scores exactly 0.
+            sum = Eigen::Map<const Eigen::ArrayXf>(a->m_baseProbs.data() + off, vocab).sum();
+            a->m_baseProbSum[pos] = sum;
+            a->m_baseLse[pos] = static_cast<double>(z[0]) - lp[0];
         }
     }
-    a->m_baseLoss = nll / static_cast<double>(a->m_windows.size() * static_cast<std::size_t>(ctx - 1));
+    a->m_baseLoss = nll / static_cast<double>(positions);
 
-    // Calibration statistics of the original model (the working copy is still unmodified).
+    // Calibration statistics of the original model.
     a->m_stats.resize(static_cast<std::size_t>(blocks * kInputGroups));
     if (calibTokens.size() >= 2) {
         auto seqs = makeCalibrationSequences(calibTokens, options.calibSequences,
                                              std::min(options.calibLength, config.maxPositions), options.seed);
         if (!seqs)
             return unexpected(seqs.error());
-        StatisticsHook hook(a->m_stats);
+        StatisticsHook statsHook(a->m_stats);
+        a->m_calibSequences = *seqs;
         for (const auto &seq : *seqs) {
             if (feedback && feedback->isCancelled())
                 return unexpected(cancelled());
             KVCache c = tf.makeCache(static_cast<int>(seq.size()));
             std::vector<float> out;
-            if (auto ok = tf.forward(seq, c, out, true, &hook); !ok)
+            if (auto ok = tf.forward(seq, c, out, true, &statsHook); !ok)
                 return unexpected(ok.error());
         }
     }
@@ -248,66 +453,164 @@ Expected<LayerMeasurement> SensitivityAnalysis::measureNaive(int layer, const fl
     return measure(layer, weights, true);
 }
 
+void SensitivityAnalysis::score(std::size_t w, const std::vector<float> &logits, double &dnll, double &kl,
+                                std::vector<float> &tmp) const
+{
+    const std::int64_t vocab = m_fast->vocabSize();
+    const std::int64_t ctx = m_options.ctx;
+    tmp.resize(static_cast<std::size_t>(vocab));
+    Eigen::Map<Eigen::ArrayXf> d(tmp.data(), vocab);
+    std::vector<double> lp;
+    for (std::int64_t i = 0; i + 1 < ctx; ++i) {
+        const std::size_t pos = w * static_cast<std::size_t>(ctx - 1) + static_cast<std::size_t>(i);
+        const std::size_t off = pos * static_cast<std::size_t>(vocab);
+        const auto target = static_cast<std::size_t>(m_windows[w][static_cast<std::size_t>(i + 1)]);
+        Eigen::Map<const Eigen::ArrayXf> z1(logits.data() + i * vocab, vocab);
+        Eigen::Map<const Eigen::ArrayXf> z0(m_baseLogits.data() + off, vocab);
+        Eigen::Map<const Eigen::ArrayXf> p(m_baseProbs.data() + off, vocab);
+        d = z1 - z0;
+        const float s2 = (p * d).sum();
+        const float s1 = (p * d.exp()).sum();
+        if (std::isfinite(s1) && s1 > 0) {
+            const double norm = m_baseProbSum[pos];
+            const double logRatio = std::log(static_cast<double>(s1) / norm);
+            kl += logRatio - static_cast<double>(s2) / norm;
+            dnll += logRatio - static_cast<double>(tmp[target]);
+        } else {
+            // A logit moved by more than f32's exp range: the plain double computation.
+            logSoftmax(logits.data() + i * vocab, vocab, lp);
+            double k = 0;
+            for (std::int64_t v = 0; v < vocab; ++v) {
+                const double logP = static_cast<double>(z0[v]) - m_baseLse[pos];
+                k += static_cast<double>(p[v]) * (logP - lp[static_cast<std::size_t>(v)]);
+            }
+            kl += k;
+            dnll += -lp[target] - (m_baseLse[pos] - static_cast<double>(z0[static_cast<std::int64_t>(target)]));
+        }
+    }
+}
+
 Expected<LayerMeasurement> SensitivityAnalysis::measure(int layer, const float *weights, bool naive)
 {
     if (layer < 0 || layer >= layerCount())
         return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("layer index %1 out of range").arg(layer))
                               .forParameter(QStringLiteral("layer")));
     const Layer &l = m_layers[static_cast<std::size_t>(layer)];
-    float *live = m_work->mutableWeight(l.tensor);
+    const float *original = m_original->weight(l.tensor).data;
     const std::size_t n = static_cast<std::size_t>(l.rows * l.cols);
-    // Swap the layer in, and back out whatever happens below.
-    std::vector<float> backup(live, live + n);
-    std::memcpy(live, weights, n * sizeof(float));
-    struct Restore
+    std::vector<float> delta(n);
+    for (std::size_t i = 0; i < n; ++i)
+        delta[i] = weights[i] - original[i];
+    // The layer's kernel adds ΔW·x while it is measured, and forgets it whatever happens below.
+    struct Unset
     {
-        float *dst;
-        const std::vector<float> &src;
-        ~Restore() { std::memcpy(dst, src.data(), src.size() * sizeof(float)); }
-    } restore{live, backup};
+        DeltaLinear *k;
+        ~Unset() { k->setDelta(nullptr); }
+    } unset{l.kernel};
 
-    const Transformer &tf = *m_transformer;
-    const int blocks = m_work->config().numLayers;
-    const std::int64_t hidden = m_work->config().hiddenSize;
-    const std::int64_t vocab = tf.vocabSize();
+    const Transformer &fast = *m_fast;
+    const int blocks = m_original->config().numLayers;
+    const std::int64_t hidden = m_original->config().hiddenSize;
     const std::int64_t ctx = m_options.ctx;
     const std::size_t windowFloats = static_cast<std::size_t>(ctx * hidden);
-    KVCache cache = tf.makeCache(m_options.ctx);
-    std::vector<float> x(windowFloats), logits;
-    std::vector<double> lp;
-    double nll = 0, kl = 0;
+    const auto b = static_cast<std::size_t>(l.block);
+    KVCache cache = fast.makeCache(m_options.ctx);
+    std::vector<float> x(windowFloats), logits, tmp;
+    double dnll = 0, kl = 0;
     for (std::size_t w = 0; w < m_windows.size(); ++w) {
         cache.clear();
         if (naive) {
-            // The naive way: a full forward from the tokens.
-            if (auto ok = tf.forward(m_windows[w], cache, logits); !ok)
-                return unexpected(ok.error());
+            // The naive way: a full forward from the tokens (the same kernels).
+            l.kernel->setDelta(delta.data());
+            fast.embed(m_windows[w], x.data());
+            for (int bb = 0; bb < blocks; ++bb)
+                fast.runBlock(bb, x.data(), ctx, cache);
         } else {
-            const auto &in = m_blockInputs[static_cast<std::size_t>(l.block)];
-            std::copy_n(in.begin() + static_cast<std::ptrdiff_t>(w * windowFloats), windowFloats, x.begin());
-            for (int b = l.block; b < blocks; ++b)
-                tf.runBlock(b, x.data(), ctx, cache);
-            tf.head(x.data(), ctx, logits);
+            const auto at = static_cast<std::ptrdiff_t>(w * windowFloats);
+            switch (l.role) {
+            case WeightRole::LinearQ:
+            case WeightRole::LinearK:
+            case WeightRole::LinearV:
+                l.kernel->setDelta(delta.data());
+                std::copy_n(m_blockInputs[b].begin() + at, windowFloats, x.begin());
+                fast.runBlock(l.block, x.data(), ctx, cache);
+                break;
+            case WeightRole::LinearO: { // mid-state + ΔW·att, then the MLP half
+                std::copy_n(m_mids[b].begin() + at, windowFloats, x.begin());
+                const std::size_t in = static_cast<std::size_t>(ctx * l.cols);
+                addDeltaProduct(m_oInputs[b].data() + w * in, ctx, delta.data(), l.rows, l.cols, x.data());
+                fast.runMlp(l.block, x.data(), ctx);
+                break;
+            }
+            case WeightRole::LinearGate:
+            case WeightRole::LinearUp:
+                l.kernel->setDelta(delta.data());
+                std::copy_n(m_mids[b].begin() + at, windowFloats, x.begin());
+                fast.runMlp(l.block, x.data(), ctx);
+                break;
+            default: { // down_proj: block b's output + ΔW·act (the residual is additive)
+                const auto &out = b + 1 < m_blockInputs.size() ? m_blockInputs[b + 1] : m_finalHidden;
+                std::copy_n(out.begin() + at, windowFloats, x.begin());
+                const std::size_t in = static_cast<std::size_t>(ctx * l.cols);
+                addDeltaProduct(m_downInputs[b].data() + w * in, ctx, delta.data(), l.rows, l.cols, x.data());
+                break;
+            }
+            }
+            l.kernel->setDelta(nullptr);
+            for (int bb = l.block + 1; bb < blocks; ++bb)
+                fast.runBlock(bb, x.data(), ctx, cache);
         }
-        for (std::int64_t i = 0; i + 1 < ctx; ++i) {
-            logSoftmax(logits.data() + i * vocab, vocab, lp);
-            nll -= lp[static_cast<std::size_t>(m_windows[w][static_cast<std::size_t>(i + 1)])];
-            const std::size_t at = (w * static_cast<std::size_t>(ctx - 1) + static_cast<std::size_t>(i)) * static_cast<std::size_t>(vocab);
-            const float *base = m_baseLogProbs.data() + at;
-            const float *prob = m_baseProbs.data() + at;
-            double k = 0;
-            for (std::int64_t v = 0; v < vocab; ++v)
-                k += static_cast<double>(prob[v]) * (static_cast<double>(base[v]) - lp[static_cast<std::size_t>(v)]);
-            kl += k;
-        }
+        fast.head(x.data(), ctx, logits);
+        score(w, logits, dnll, kl, tmp);
     }
     const double positions = static_cast<double>(m_windows.size() * static_cast<std::size_t>(ctx - 1));
     LayerMeasurement m;
-    m.meanNll = nll / positions;
-    m.deltaLoss = m.meanNll - m_baseLoss;
+    m.deltaLoss = dnll / positions;
+    m.meanNll = m_baseLoss + m.deltaLoss;
     m.kl = kl / positions;
     m.perplexity = std::exp(m.meanNll);
     return m;
+}
+
+Expected<double> SensitivityAnalysis::hessianTrace(int layer, int probes, double relativeStep)
+{
+    if (layer < 0 || layer >= layerCount())
+        return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("layer index %1 out of range").arg(layer))
+                              .forParameter(QStringLiteral("layer")));
+    const Layer &l = m_layers[static_cast<std::size_t>(layer)];
+    const MatrixView w = m_original->weight(l.tensor);
+    const std::size_t n = static_cast<std::size_t>(l.rows * l.cols);
+    double norm = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        norm += static_cast<double>(w.data[i]) * w.data[i];
+    // ε·‖v‖ = relativeStep·‖W‖ (‖v‖ = √n for a Rademacher vector): large enough that the
+    // second-order change dominates f32 rounding, small enough that higher-order terms stay
+    // negligible.
+    const double eps = relativeStep * std::sqrt(norm / static_cast<double>(n));
+    if (!(eps > 0))
+        return 0.0;
+    std::uint64_t state = m_options.seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(layer) + 1;
+    std::vector<float> plus(n), minus(n);
+    double sum = 0;
+    for (int p = 0; p < probes; ++p) {
+        for (std::size_t i = 0; i < n; i += 64) {
+            std::uint64_t bits = splitmix64(state);
+            for (std::size_t j = i; j < std::min(n, i + 64); ++j, bits >>= 1) {
+                const double v = (bits & 1u) ? eps : -eps;
+                plus[j] = static_cast<float>(w.data[j] + v);
+                minus[j] = static_cast<float>(w.data[j] - v);
+            }
+        }
+        auto up = measureCached(layer, plus.data());
+        if (!up)
+            return unexpected(up.error());
+        auto down = measureCached(layer, minus.data());
+        if (!down)
+            return unexpected(down.error());
+        // L(W) is the base loss exactly (ΔL = 0): the kernels are the base pass's.
+        sum += (up->deltaLoss + down->deltaLoss) / (eps * eps);
+    }
+    return sum / probes;
 }
 
 Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<SensitivitySetting> &settings, Feedback *feedback)
@@ -323,10 +626,27 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
     r.modelHash = m_original->weightsHash();
     r.baseLoss = m_baseLoss;
     r.basePerplexity = std::exp(m_baseLoss);
+    r.hutchinsonProbes = m_options.hutchinsonProbes;
     const std::size_t cells = m_layers.size() * settings.size();
-    for (auto *m : {&r.bytes, &r.deltaLoss, &r.kl, &r.perplexity, &r.relativeError, &r.hessianError, &r.activationError})
-        m->assign(cells, std::numeric_limits<double>::quiet_NaN());
     const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (auto *m : {&r.bytes, &r.deltaLoss, &r.kl, &r.perplexity, &r.relativeError, &r.hessianError, &r.activationError,
+                    &r.hutchinsonError})
+        m->assign(cells, nan);
+    r.hutchinsonTrace.assign(m_layers.size(), nan);
+    std::vector<double> quantizeSecondsPerCell(cells, 0.0);
+    std::vector<double> sumSquaredError(cells, 0.0);
+    const int probes = m_options.hutchinsonProbes;
+    // Work units for progress: one per cell, two per Hutchinson probe.
+    const double units = static_cast<double>(cells + m_layers.size() * static_cast<std::size_t>(2 * probes));
+    double done = 0;
+    // The naive full forward is timed on a few layers spread over the depth, right after their
+    // cached measurement (the same conditions on a busy machine), and extrapolated to all cells.
+    std::vector<bool> naiveSample(m_layers.size(), false);
+    const int samples = std::min<int>(m_options.naiveSamples, layerCount());
+    for (int i = 0; i < samples; ++i)
+        naiveSample[static_cast<std::size_t>(samples > 1 ? i * (layerCount() - 1) / (samples - 1) : 0)] = true;
+    double naiveForwardSeconds = 0;
+    int naiveForwardCount = 0;
     std::vector<float> deq;
     for (std::size_t li = 0; li < m_layers.size(); ++li) {
         const Layer &l = m_layers[li];
@@ -342,14 +662,17 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
                 if (feedback->isCancelled())
                     return unexpected(cancelled());
                 feedback->setStatus(QStringLiteral("%1 %2").arg(l.name, settings[si].label()));
-                feedback->setProgress(static_cast<double>(li * settings.size() + si) / static_cast<double>(cells));
+                feedback->setProgress(done / units);
             }
+            const auto tq = Clock::now();
             auto q = quantize(static_cast<int>(li), settings[si]);
             if (!q)
                 return unexpected(std::move(q.error()).forLayer(l.name));
             deq.resize(static_cast<std::size_t>(l.rows * l.cols));
             q->dequantize(deq.data());
             const std::size_t cell = li * settings.size() + si;
+            quantizeSecondsPerCell[cell] = secondsSince(tq);
+            r.quantizeSeconds += quantizeSecondsPerCell[cell];
             r.bytes[cell] = static_cast<double>(q->storageBits()) / 8.0;
             // Proxies: Σ_i ΔW_ij² per input column j, then the weightings.
             double normW = 0, normD = 0;
@@ -362,6 +685,7 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
                     normD += d * d;
                     colErr[static_cast<std::size_t>(j)] += d * d;
                 }
+            sumSquaredError[cell] = normD;
             r.relativeError[cell] = normW > 0 ? normD / normW : 0.0;
             if (stats) {
                 double he = 0, ae = 0;
@@ -371,9 +695,6 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
                 }
                 r.hessianError[cell] = he;
                 r.activationError[cell] = ae;
-            } else {
-                r.hessianError[cell] = nan;
-                r.activationError[cell] = nan;
             }
             const auto tm = Clock::now();
             auto m = measureCached(static_cast<int>(li), deq.data());
@@ -383,28 +704,84 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
             r.deltaLoss[cell] = m->deltaLoss;
             r.kl[cell] = m->kl;
             r.perplexity[cell] = m->perplexity;
+            if (naiveSample[li] && si == 0) {
+                const auto tn = Clock::now();
+                if (auto naive = measureNaive(static_cast<int>(li), deq.data()); !naive)
+                    return unexpected(naive.error());
+                naiveForwardSeconds += secondsSince(tn);
+                r.naiveTimingSeconds += secondsSince(tn);
+                ++naiveForwardCount;
+            }
+            done += 1;
+        }
+        if (probes > 0) {
+            if (feedback) {
+                if (feedback->isCancelled())
+                    return unexpected(cancelled());
+                feedback->setStatus(QStringLiteral("%1 Hessian trace").arg(l.name));
+                feedback->setProgress(done / units);
+            }
+            const auto th = Clock::now();
+            auto trace = hessianTrace(static_cast<int>(li), probes);
+            if (!trace)
+                return unexpected(trace.error());
+            r.hutchinsonSeconds += secondsSince(th);
+            r.hutchinsonTrace[li] = *trace;
+            for (std::size_t si = 0; si < settings.size(); ++si) {
+                const std::size_t cell = li * settings.size() + si;
+                r.hutchinsonError[cell] = *trace / static_cast<double>(l.rows * l.cols) * sumSquaredError[cell];
+            }
+            done += 2.0 * probes;
         }
     }
-    // The naive way on a few layers spread over the depth, extrapolated to all pairs.
+    // The per-cell script: reload + (GPTQ) calibration + quantize + the naive forward, per cell.
     if (m_options.naiveSamples > 0 && !settings.empty()) {
-        const int samples = std::min<int>(m_options.naiveSamples, layerCount());
-        double naive = 0;
-        for (int s = 0; s < samples; ++s) {
-            if (feedback && feedback->isCancelled())
-                return unexpected(cancelled());
-            const int li = samples > 1 ? s * (layerCount() - 1) / (samples - 1) : 0;
-            auto q = quantize(li, settings.front());
-            if (!q)
-                return unexpected(q.error());
-            const Layer &l = m_layers[static_cast<std::size_t>(li)];
-            deq.resize(static_cast<std::size_t>(l.rows * l.cols));
-            q->dequantize(deq.data());
-            const auto tm = Clock::now();
-            if (auto m = measureNaive(li, deq.data()); !m)
-                return unexpected(m.error());
-            naive += secondsSince(tm);
+        const auto tn = Clock::now();
+        // Reloading the model (what a script does per cell without a working copy to swap into).
+        double reload = 0;
+        if (!m_original->folder().isEmpty()) {
+            const auto tl = Clock::now();
+            auto again = Model::load(m_original->folder());
+            if (!again)
+                return unexpected(again.error());
+            reload = secondsSince(tl);
         }
-        r.naiveSecondsEstimate = naive / samples * static_cast<double>(cells);
+        const double forwardPerCell = naiveForwardSeconds / std::max(1, naiveForwardCount);
+        r.naiveSecondsEstimate = forwardPerCell * static_cast<double>(cells);
+        // The per-cell script also recalibrates for GPTQ settings.
+        bool anyGptq = false;
+        for (const SensitivitySetting &st : settings)
+            anyGptq = anyGptq || st.technique == QLatin1String("gptq");
+        // Calibration up to a layer's input costs in proportion to its depth: time the first
+        // layer's (block 0, q/k/v input) and the last one's (last block, down_proj input), and
+        // interpolate by the layer's position.
+        double calibFirst = 0, calibLast = 0;
+        if (anyGptq && !m_calibSequences.empty()) {
+            const int lastBlock = m_original->config().numLayers - 1;
+            for (const auto &[block, group] : {std::pair{0, 0}, std::pair{lastBlock, 3}}) {
+                const auto tc = Clock::now();
+                OneInputHook hook(block, group);
+                for (const auto &seq : m_calibSequences) {
+                    KVCache c = m_fast->makeCache(static_cast<int>(seq.size()));
+                    std::vector<float> out;
+                    if (auto ok = m_fast->forward(seq, c, out, true, &hook); !ok)
+                        return unexpected(ok.error());
+                }
+                (block == 0 ? calibFirst : calibLast) = secondsSince(tc);
+            }
+        }
+        double script = 0;
+        for (std::size_t li = 0; li < m_layers.size(); ++li) {
+            const double frac = m_layers.size() > 1 ? static_cast<double>(li) / static_cast<double>(m_layers.size() - 1) : 0.0;
+            const double calib = calibFirst + frac * (calibLast - calibFirst);
+            for (std::size_t si = 0; si < settings.size(); ++si) {
+                script += reload + forwardPerCell + quantizeSecondsPerCell[li * settings.size() + si];
+                if (settings[si].technique == QLatin1String("gptq"))
+                    script += calib;
+            }
+        }
+        r.naiveScriptSecondsEstimate = script;
+        r.naiveTimingSeconds += secondsSince(tn);
     }
     r.seconds = secondsSince(t0) + m_setupSeconds;
     if (feedback)

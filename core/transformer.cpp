@@ -213,20 +213,25 @@ void Transformer::embed(std::span<const std::int32_t> tokens, float *x) const
 
 void Transformer::runBlock(int layer, float *x, std::int64_t t, KVCache &cache, LinearInputHook *hook) const
 {
+    if (runAttention(layer, x, t, cache, hook))
+        runMlp(layer, x, t, hook);
+}
+
+bool Transformer::runAttention(int layer, float *x, std::int64_t t, KVCache &cache, LinearInputHook *hook) const
+{
     const ModelConfig &c = m_model->config();
     const std::int64_t h = c.hiddenSize, qDim = static_cast<std::int64_t>(c.numHeads) * c.headDim;
-    const std::int64_t kvDim = static_cast<std::int64_t>(c.numKvHeads) * c.headDim, inter = c.intermediateSize;
+    const std::int64_t kvDim = static_cast<std::int64_t>(c.numKvHeads) * c.headDim;
     const auto eps = static_cast<float>(c.rmsNormEps);
     const auto n = static_cast<std::size_t>(t * h);
     std::vector<float> xn(n), tmp(n);
     std::vector<float> q(static_cast<std::size_t>(t * qDim)), att(q.size());
-    std::vector<float> gate(static_cast<std::size_t>(t * inter)), up(gate.size());
     const auto l = static_cast<std::size_t>(layer);
     const BlockWeights &w = m_model->blocks()[l];
     const BlockKernels &k = m_blocks[l];
     rmsNorm(x, w.attnNorm.data, t, h, eps, xn.data());
     if (hook && !hook->onLinearInput(layer, WeightRole::LinearQ, xn.data(), t, h))
-        return;
+        return false;
     k.q->forward(xn.data(), t, q.data());
     float *kRows = cache.keys[l].data() + static_cast<std::int64_t>(cache.length) * kvDim;
     float *vRows = cache.values[l].data() + static_cast<std::int64_t>(cache.length) * kvDim;
@@ -236,13 +241,27 @@ void Transformer::runBlock(int layer, float *x, std::int64_t t, KVCache &cache, 
     rope(kRows, t, c.numKvHeads, cache.length);
     attention(layer, q.data(), t, cache, att.data());
     if (hook && !hook->onLinearInput(layer, WeightRole::LinearO, att.data(), t, qDim))
-        return;
+        return false;
     k.o->forward(att.data(), t, tmp.data());
     for (std::size_t i = 0; i < n; ++i)
         x[i] += tmp[i];
+    return true;
+}
+
+bool Transformer::runMlp(int layer, float *x, std::int64_t t, LinearInputHook *hook) const
+{
+    const ModelConfig &c = m_model->config();
+    const std::int64_t h = c.hiddenSize, inter = c.intermediateSize;
+    const auto eps = static_cast<float>(c.rmsNormEps);
+    const auto n = static_cast<std::size_t>(t * h);
+    std::vector<float> xn(n), tmp(n);
+    std::vector<float> gate(static_cast<std::size_t>(t * inter)), up(gate.size());
+    const auto l = static_cast<std::size_t>(layer);
+    const BlockWeights &w = m_model->blocks()[l];
+    const BlockKernels &k = m_blocks[l];
     rmsNorm(x, w.mlpNorm.data, t, h, eps, xn.data());
     if (hook && !hook->onLinearInput(layer, WeightRole::LinearGate, xn.data(), t, h))
-        return;
+        return false;
     k.gate->forward(xn.data(), t, gate.data());
     k.up->forward(xn.data(), t, up.data());
     for (std::size_t i = 0; i < gate.size(); ++i) {
@@ -250,10 +269,11 @@ void Transformer::runBlock(int layer, float *x, std::int64_t t, KVCache &cache, 
         gate[i] = g / (1.0f + std::exp(-g)) * up[i];
     }
     if (hook && !hook->onLinearInput(layer, WeightRole::LinearDown, gate.data(), t, inter))
-        return;
+        return false;
     k.down->forward(gate.data(), t, tmp.data());
     for (std::size_t i = 0; i < n; ++i)
         x[i] += tmp[i];
+    return true;
 }
 
 void Transformer::head(const float *x, std::int64_t rows, std::vector<float> &logits) const

@@ -72,6 +72,10 @@ public:
     // block's keys/values into the cache; cache.length is NOT advanced: the caller does that
     // once all blocks have run).
     void runBlock(int layer, float *x, std::int64_t t, KVCache &cache, LinearInputHook *hook = nullptr) const;
+    // The two halves of runBlock: attention (x += o(attn(norm(x)))) and MLP (x += down(...)).
+    // They return false when the hook stopped early. The sensitivity sweep restarts mid-block.
+    bool runAttention(int layer, float *x, std::int64_t t, KVCache &cache, LinearInputHook *hook = nullptr) const;
+    bool runMlp(int layer, float *x, std::int64_t t, LinearInputHook *hook = nullptr) const;
     // Final norm and head for `rows` rows of x: logits [rows, vocab].
     void head(const float *x, std::int64_t rows, std::vector<float> &logits) const;
 

@@ -567,6 +567,17 @@ int cmdTechniques(const QStringList &args)
     return 0;
 }
 
+QJsonArray correlationJson(const std::vector<ProxyCorrelation> &correlations)
+{
+    QJsonArray a;
+    auto num = [](double v) { return std::isnan(v) ? QJsonValue() : QJsonValue(v); };
+    for (const ProxyCorrelation &pc : correlations)
+        a.append(QJsonObject{{QStringLiteral("proxy"), pc.proxy},
+                             {QStringLiteral("delta_loss"), num(pc.withDeltaLoss)},
+                             {QStringLiteral("kl"), num(pc.withKl)}});
+    return a;
+}
+
 // sensitivity: per layer × candidate setting, what compressing only that layer does (Δloss, KL,
 // perplexity) plus the proxies, saved as an HDF5 experiment.
 int cmdSensitivity(const QStringList &args)
@@ -579,9 +590,10 @@ int cmdSensitivity(const QStringList &args)
     QCommandLineOption ctx(QStringLiteral("ctx"), QStringLiteral("Tokens per window (default 128)."), QStringLiteral("N"));
     QCommandLineOption calibSeqs(QStringLiteral("calib-sequences"), QStringLiteral("Calibration sequences (default 32)."), QStringLiteral("N"));
     QCommandLineOption calibLen(QStringLiteral("calib-length"), QStringLiteral("Tokens per calibration sequence (default 128)."), QStringLiteral("L"));
-    QCommandLineOption naive(QStringLiteral("naive-samples"), QStringLiteral("Layers timed the naive way for the speed-up (default 2, 0 = none)."), QStringLiteral("N"));
+    QCommandLineOption naive(QStringLiteral("naive-samples"), QStringLiteral("Layers timed the naive way for the speed-up (default 4, 0 = none)."), QStringLiteral("N"));
+    QCommandLineOption probes(QStringLiteral("hutchinson-probes"), QStringLiteral("Rademacher probes per layer for the Hessian trace proxy (default 2, 0 = skip)."), QStringLiteral("N"));
     QCommandLineOption out(QStringLiteral("out"), QStringLiteral("Experiment file (.h5)."), QStringLiteral("EXP.h5"));
-    c.parser.addOptions({text, calib, candidates, windows, ctx, calibSeqs, calibLen, naive, out});
+    c.parser.addOptions({text, calib, candidates, windows, ctx, calibSeqs, calibLen, naive, probes, out});
     int code = 0;
     const QString usage = QStringLiteral("sensitivity MODEL --text EVAL --calib CALIB --candidates SPEC --out EXP.h5 "
                                          "[--windows K] [--ctx N] [--json]");
@@ -590,10 +602,10 @@ int cmdSensitivity(const QStringList &args)
     if (!c.parser.isSet(out) || !c.parser.isSet(candidates))
         return usageError(QStringLiteral("--candidates and --out are required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
     SensitivityOptions opt;
-    opt.naiveSamples = 2;
+    opt.naiveSamples = 4;
     if (!intOption(c.parser, windows, opt.windows, 1, code) || !intOption(c.parser, ctx, opt.ctx, 2, code)
         || !intOption(c.parser, calibSeqs, opt.calibSequences, 1, code) || !intOption(c.parser, calibLen, opt.calibLength, 2, code)
-        || !intOption(c.parser, naive, opt.naiveSamples, 0, code))
+        || !intOption(c.parser, naive, opt.naiveSamples, 0, code) || !intOption(c.parser, probes, opt.hutchinsonProbes, 0, code))
         return code;
     auto settings = parseSensitivitySettings(c.parser.value(candidates));
     if (!settings)
@@ -635,6 +647,11 @@ int cmdSensitivity(const QStringList &args)
     if (auto ok = saveSensitivityExperiment(*r, c.parser.value(out)); !ok)
         return reportError(ok.error());
     const double speedup = r->measureSeconds > 0 ? r->naiveSecondsEstimate / r->measureSeconds : 0.0;
+    // The sweep proper (setup + quantize + measure; without the optional Hutchinson probes and the
+    // naive timing itself) against the per-cell script.
+    const double sweep = r->seconds - r->hutchinsonSeconds - r->naiveTimingSeconds;
+    const double scriptSpeedup = sweep > 0 ? r->naiveScriptSecondsEstimate / sweep : 0.0;
+    const auto correlations = proxyCorrelations(*r);
     if (c.parser.isSet(c.json)) {
         QJsonArray layers;
         for (std::size_t l = 0; l < r->layers.size(); ++l) {
@@ -647,9 +664,11 @@ int cmdSensitivity(const QStringList &args)
                                          {QStringLiteral("perplexity"), r->at(r->perplexity, l, s)},
                                          {QStringLiteral("relative_error"), r->at(r->relativeError, l, s)},
                                          {QStringLiteral("hessian_error"), r->at(r->hessianError, l, s)},
-                                         {QStringLiteral("activation_error"), r->at(r->activationError, l, s)}});
+                                         {QStringLiteral("activation_error"), r->at(r->activationError, l, s)},
+                                         {QStringLiteral("hutchinson_error"), r->at(r->hutchinsonError, l, s)}});
             layers.append(QJsonObject{{QStringLiteral("name"), r->layers[l]},
                                       {QStringLiteral("parameters"), static_cast<double>(r->parameters[l])},
+                                      {QStringLiteral("hutchinson_trace"), r->hutchinsonTrace[l]},
                                       {QStringLiteral("settings"), cells}});
         }
         printJson(QJsonObject{{QStringLiteral("out"), c.parser.value(out)},
@@ -657,15 +676,29 @@ int cmdSensitivity(const QStringList &args)
                               {QStringLiteral("base_perplexity"), r->basePerplexity},
                               {QStringLiteral("seconds"), r->seconds},
                               {QStringLiteral("measure_seconds"), r->measureSeconds},
+                              {QStringLiteral("quantize_seconds"), r->quantizeSeconds},
+                              {QStringLiteral("hutchinson_seconds"), r->hutchinsonSeconds},
+                              {QStringLiteral("hutchinson_probes"), r->hutchinsonProbes},
                               {QStringLiteral("naive_seconds_estimate"), r->naiveSecondsEstimate},
                               {QStringLiteral("speedup"), speedup},
+                              {QStringLiteral("sweep_seconds"), sweep},
+                              {QStringLiteral("naive_script_seconds_estimate"), r->naiveScriptSecondsEstimate},
+                              {QStringLiteral("script_speedup"), scriptSpeedup},
+                              {QStringLiteral("proxy_rank_correlation"), correlationJson(correlations)},
                               {QStringLiteral("layers"), layers}});
     } else {
-        std::printf("%d layers x %d settings in %.2f s (measurements %.2f s; the naive way, a full forward per "
-                    "layer and setting, would take ~%.2f s: %.1fx)\nbase perplexity %.4f; wrote %s\n",
-                    static_cast<int>(r->layers.size()), static_cast<int>(r->settings.size()), r->seconds,
-                    r->measureSeconds, r->naiveSecondsEstimate, speedup, r->basePerplexity,
-                    qPrintable(c.parser.value(out)));
+        std::printf("%d layers x %d settings in %.2f s; base perplexity %.4f\n", static_cast<int>(r->layers.size()),
+                    static_cast<int>(r->settings.size()), r->seconds, r->basePerplexity);
+        if (r->naiveSecondsEstimate > 0)
+            std::printf("  measurements %.2f s; a full forward per layer and setting would take ~%.2f s (%.1fx)\n"
+                        "  sweep %.2f s; a script that reloads, recalibrates (GPTQ) and runs a full forward per cell ~%.2f s (%.1fx)\n",
+                        r->measureSeconds, r->naiveSecondsEstimate, speedup, sweep, r->naiveScriptSecondsEstimate, scriptSpeedup);
+        if (r->hutchinsonProbes > 0)
+            std::printf("  Hessian traces (%d probes per layer) %.2f s\n", r->hutchinsonProbes, r->hutchinsonSeconds);
+        std::printf("  rank correlation (Spearman) of each proxy with   delta loss      KL\n");
+        for (const ProxyCorrelation &pc : correlations)
+            std::printf("    %-18s %39.3f %8.3f\n", qPrintable(pc.proxy), pc.withDeltaLoss, pc.withKl);
+        std::printf("wrote %s\n", qPrintable(c.parser.value(out)));
     }
     return 0;
 }

@@ -24,7 +24,8 @@ SensitivityResult sample()
     r.parameters = {65536, 196608};
     r.settings = *parseSensitivitySettings(QStringLiteral("rtn:w2g64,gptq:w4g128,rtn:w8"));
     const std::size_t n = r.layers.size() * r.settings.size();
-    for (auto *m : {&r.bytes, &r.deltaLoss, &r.kl, &r.perplexity, &r.relativeError, &r.hessianError, &r.activationError})
+    for (auto *m : {&r.bytes, &r.deltaLoss, &r.kl, &r.perplexity, &r.relativeError, &r.hessianError, &r.activationError,
+                    &r.hutchinsonError})
         for (std::size_t i = 0; i < n; ++i)
             m->push_back(0.25 * static_cast<double>(i) + static_cast<double>(m - &r.bytes));
     r.hessianError[1] = std::nan("");
@@ -42,6 +43,12 @@ SensitivityResult sample()
     r.seconds = 12.5;
     r.measureSeconds = 10;
     r.naiveSecondsEstimate = 200;
+    r.naiveScriptSecondsEstimate = 900;
+    r.naiveTimingSeconds = 3;
+    r.quantizeSeconds = 1.5;
+    r.hutchinsonSeconds = 7;
+    r.hutchinsonProbes = 2;
+    r.hutchinsonTrace = {0.75, std::nan("")};
     return r;
 }
 
@@ -90,6 +97,15 @@ private slots:
         QCOMPARE(l->evalText, r.evalText);
         QCOMPARE(l->calibText, QString());
         QCOMPARE(l->naiveSecondsEstimate, 200.0);
+        QCOMPARE(l->naiveScriptSecondsEstimate, 900.0);
+        QCOMPARE(l->naiveTimingSeconds, 3.0);
+        QCOMPARE(l->quantizeSeconds, 1.5);
+        QCOMPARE(l->hutchinsonSeconds, 7.0);
+        QCOMPARE(l->hutchinsonProbes, 2);
+        QCOMPARE(l->hutchinsonError, r.hutchinsonError);
+        QCOMPARE(l->hutchinsonTrace.size(), std::size_t(2));
+        QCOMPARE(l->hutchinsonTrace[0], 0.75);
+        QVERIFY(std::isnan(l->hutchinsonTrace[1]));
     }
 
     void badFiles()

@@ -6,11 +6,15 @@
 #include "core/model.h"
 #include "core/quant/quantizer.h"
 #include "core/sensitivity.h"
+#include "core/random.h"
 #include "testutil.h"
+#include "tinymodel.h"
 
+#include <QTemporaryDir>
 #include <QTest>
 
 #include <cmath>
+#include <limits>
 
 using namespace bitsmith::core;
 using namespace bitsmith::test;
@@ -71,7 +75,9 @@ private slots:
     {
         auto settings = parseSensitivitySettings(QStringLiteral("rtn:w2g64,gptq:w3g64"));
         QVERIFY(settings);
-        for (int layer : {0, 27, 55}) {
+        // Every restart path: q, k, v (block from its input), o (mid + ΔW·att), gate, up (MLP half),
+        // down (output + ΔW·act), in the first, a middle and the last block.
+        for (int layer : {0, 1, 2, 3, 4, 5, 6, 27, 55}) {
             for (const SensitivitySetting &s : *settings) {
                 auto q = m_analysis->quantize(layer, s);
                 QVERIFY2(q, qPrintable(q ? QString() : q.error().toString()));
@@ -88,13 +94,84 @@ private slots:
                 QVERIFY(std::abs(fast->perplexity - naive->perplexity) < 1e-4 * naive->perplexity);
             }
         }
-        // The original weights give back the original loss (and the swap was undone).
-        const QString tensor = m_analysis->layerName(3) + QStringLiteral(".weight");
-        const MatrixView w = m_model->weight(tensor);
-        auto same = m_analysis->measureCached(3, w.data);
-        QVERIFY(same);
-        QVERIFY(std::abs(same->deltaLoss) < 1e-9);
-        QVERIFY(std::abs(same->kl) < 1e-9);
+        // The original weights give back the original loss exactly, on every path (the measured
+        // kernel's ΔW is zero and everything else is the base pass's arithmetic).
+        for (int layer : {0, 3, 4, 6}) {
+            const QString tensor = m_analysis->layerName(layer) + QStringLiteral(".weight");
+            const MatrixView w = m_model->weight(tensor);
+            auto same = m_analysis->measureCached(layer, w.data);
+            QVERIFY(same);
+            QVERIFY2(same->deltaLoss == 0.0 && same->kl == 0.0,
+                     qPrintable(QStringLiteral("layer %1: %2 %3").arg(layer).arg(same->deltaLoss).arg(same->kl)));
+        }
+    }
+
+    void spearman()
+    {
+        // Hand-computed: ranks (1,2,3,4,5) vs (2,1,4,3,5): 1 - 6·Σd²/(n(n²-1)) = 1 - 6·4/120 = 0.8.
+        QCOMPARE(spearmanCorrelation({1, 2, 3, 4, 5}, {20, 10, 40, 30, 50}), 0.8);
+        // Monotone transforms do not change ranks; reversed order gives -1.
+        QCOMPARE(spearmanCorrelation({1, 2, 3, 4}, {1, 4, 9, 16}), 1.0);
+        QCOMPARE(spearmanCorrelation({1, 2, 3, 4}, {4, 3, 2, 1}), -1.0);
+        // Ties take the average rank: x ranks (1.5,1.5,3,4), y ranks (1,2,3,4) → Pearson of ranks.
+        const double r = spearmanCorrelation({1, 1, 2, 3}, {1, 2, 3, 4});
+        QVERIFY(std::abs(r - 0.9486832980505138) < 1e-12);
+        // NaN pairs are skipped; fewer than 3 pairs is NaN.
+        const double nan = std::numeric_limits<double>::quiet_NaN();
+        QCOMPARE(spearmanCorrelation({1, nan, 2, 3}, {1, 5, 2, 3}), 1.0);
+        QVERIFY(std::isnan(spearmanCorrelation({1, 2}, {1, 2})));
+    }
+
+    // The Hutchinson estimate against the exact trace of the loss Hessian w.r.t. one small layer,
+    // from second differences along every coordinate, on a tiny model.
+    void hutchinsonTrace()
+    {
+        QTemporaryDir dir;
+        QVERIFY(dir.isValid());
+        TinySpec spec;
+        spec.hidden = 16;
+        spec.inter = 24;
+        spec.heads = 2;
+        spec.kvHeads = 1;
+        spec.vocab = 50;
+        spec.scale = 0.4f;
+        QVERIFY(writeTinyModel(dir.path(), spec));
+        auto m = Model::load(dir.path());
+        QVERIFY2(m, qPrintable(m ? QString() : m.error().toString()));
+        std::vector<std::int32_t> tokens;
+        std::uint64_t state = 7;
+        for (int i = 0; i < 64; ++i)
+            tokens.push_back(static_cast<std::int32_t>(splitmix64(state) % 50));
+        SensitivityOptions o;
+        o.ctx = 32;
+        o.windows = 2;
+        auto a = SensitivityAnalysis::create(*m, tokens, {}, o);
+        QVERIFY2(a, qPrintable(a ? QString() : a.error().toString()));
+        for (int layer : {3, 13}) { // block 0 o_proj (16x16), block 1 down_proj (16x24)
+            const QString tensor = (*a)->layerName(layer) + QStringLiteral(".weight");
+            const MatrixView w = (*m)->weight(tensor);
+            const std::size_t n = static_cast<std::size_t>(w.rows * w.cols);
+            std::vector<float> p(w.data, w.data + n);
+            // One coordinate at a time, a step well above f32 noise; the total perturbation stays small.
+            const double h = 0.02;
+            double exact = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+                p[i] = static_cast<float>(w.data[i] + h);
+                auto up = (*a)->measureCached(layer, p.data());
+                p[i] = static_cast<float>(w.data[i] - h);
+                auto down = (*a)->measureCached(layer, p.data());
+                p[i] = w.data[i];
+                QVERIFY(up && down);
+                // ε is rounded to f32 in the weights: use the step actually taken.
+                const double step = static_cast<double>(static_cast<float>(w.data[i] + h)) - w.data[i];
+                exact += (up->deltaLoss + down->deltaLoss) / (step * step);
+            }
+            auto estimate = (*a)->hessianTrace(layer, 1000);
+            QVERIFY(estimate);
+            QVERIFY(exact > 0);
+            QVERIFY2(std::abs(*estimate - exact) < 0.1 * std::abs(exact),
+                     qPrintable(QStringLiteral("layer %1: Hutchinson %2, exact %3").arg(layer).arg(*estimate).arg(exact)));
+        }
     }
 
     void sweepAndProxies()
