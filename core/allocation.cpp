@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <limits>
 
 namespace bitsmith::core {
@@ -87,6 +88,9 @@ struct Dp
 
 Dp runDp(const std::vector<AllocationLayer> &layers, double extraBudget, int units)
 {
+    if (units == 0)
+        units = static_cast<int>(std::clamp<std::int64_t>(64'000'000 / std::max<std::int64_t>(1, static_cast<std::int64_t>(layers.size())),
+                                                          16384, 4'000'000));
     Dp dp;
     bool integral = true;
     std::vector<double> base(layers.size());
@@ -95,12 +99,21 @@ Dp runDp(const std::vector<AllocationLayer> &layers, double extraBudget, int uni
         for (const AllocationOption &o : layers[l].options)
             integral = integral && o.bytes - base[l] == std::floor(o.bytes - base[l]);
     }
+    // Whole-byte sizes share a common divisor (a row of packed codes, a group's scales): in units
+    // of it the table is smaller, and still exact.
+    std::int64_t divisor = 0;
+    if (integral)
+        for (std::size_t l = 0; l < layers.size(); ++l)
+            for (const AllocationOption &o : layers[l].options)
+                divisor = std::gcd(divisor, static_cast<std::int64_t>(o.bytes - base[l]));
+    if (divisor < 1)
+        divisor = 1;
     if (extraBudget <= 0) {
         dp.unit = 1;
         dp.budgetUnits = 0;
-    } else if (integral && extraBudget <= units) {
-        dp.unit = 1;
-        dp.budgetUnits = static_cast<int>(std::floor(extraBudget + 1e-9));
+    } else if (integral && extraBudget / static_cast<double>(divisor) <= units) {
+        dp.unit = static_cast<double>(divisor);
+        dp.budgetUnits = static_cast<int>(std::floor(extraBudget / static_cast<double>(divisor) + 1e-9));
     } else {
         dp.unit = extraBudget / units;
         dp.budgetUnits = units;
@@ -160,8 +173,8 @@ double maximumExtra(const std::vector<AllocationLayer> &layers)
 
 Expected<void> validateUnits(const AllocationSolverOptions &options)
 {
-    if (options.units < 1 || options.units > 50'000'000)
-        return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("units must be in 1..50000000, got %1").arg(options.units))
+    if (options.units < 0 || options.units > 50'000'000)
+        return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("units must be in 0..50000000 (0 = automatic), got %1").arg(options.units))
                               .forParameter(QStringLiteral("units")));
     return {};
 }

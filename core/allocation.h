@@ -8,7 +8,8 @@
 // loses at most one unit per layer, hence the granularity bound: the DP's allocation is at least
 // as good as the true optimum for the budget  maxBytes − layers × unitBytes  (AllocationResult::
 // unitBytes reports the unit). When all extra bytes are integers and the extra budget is at most
-// AllocationSolverOptions::units, the unit is one byte and the result is exactly optimal.
+// AllocationSolverOptions::units units of their greatest common divisor, that divisor is the unit
+// and the result is exactly optimal.
 // Greedy baseline: start from the cheapest option of every layer, then repeatedly take the
 // upgrade (any option of any layer that lowers its loss) with the best loss decrease per extra
 // byte that still fits.
@@ -40,8 +41,10 @@ struct AllocationLayer
 
 struct AllocationSolverOptions
 {
-    // Budget units of the DP (memory layers × units bytes, time layers × units × options).
-    int units = 16384;
+    // Budget units of the DP (memory 2 × layers × units bytes, time layers × units × options).
+    // 0 = automatic: as many as 64 M table entries allow (at least 16384, at most 4 M), so real
+    // models' sizes in units of their common divisor fit and the result is exact.
+    int units = 0;
 };
 
 struct AllocationResult

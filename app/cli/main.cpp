@@ -735,9 +735,9 @@ Recipe recipeForChoice(const SensitivityResult &exp, const std::vector<int> &cho
         needsCalibration = needsCalibration || s.technique == QLatin1String("gptq");
     }
     if (needsCalibration) {
+        // The same calibration text, but compress's own amount of it (the sweep's smaller sample
+        // ranks settings; the final model deserves what a uniform GPTQ model gets).
         recipe.calibration.text = exp.calibText;
-        recipe.calibration.sequences = exp.calibSequences;
-        recipe.calibration.length = exp.calibLength;
         recipe.calibration.seed = exp.seed;
     }
     return recipe;

@@ -99,7 +99,8 @@ private slots:
             bruteForce(layers, budget, &best);
             auto dp = allocateExact(layers, budget);
             QVERIFY2(dp.has_value(), qPrintable(dp ? QString() : dp.error().toString()));
-            QCOMPARE(dp->unitBytes, 1.0);
+            // Whole-byte sizes: the unit is their common divisor, and the DP is exact.
+            QVERIFY(dp->unitBytes >= 1.0 && dp->unitBytes == std::floor(dp->unitBytes));
             QVERIFY2(std::abs(dp->loss - best) < 1e-9, qPrintable(QStringLiteral("instance %1: dp %2 brute %3")
                                                                        .arg(inst).arg(dp->loss).arg(best)));
             QVERIFY(dp->bytes <= budget);
@@ -146,6 +147,30 @@ private slots:
             bruteForce(layers, budget - layers.size() * dp->unitBytes, &bestReduced);
             QVERIFY(dp->loss >= best - 1e-12);
             QVERIFY(dp->loss <= bestReduced + 1e-12);
+        }
+    }
+
+    // Sizes that are multiples of 64 bytes with an extra budget far above `units` bytes: the DP
+    // counts in 64-byte units and is still exact (against brute force).
+    void commonDivisorUnit()
+    {
+        std::mt19937 rng(7);
+        for (int inst = 0; inst < 50; ++inst) {
+            auto layers = randomInstance(rng, true);
+            for (AllocationLayer &l : layers)
+                for (AllocationOption &o : l.options)
+                    o.bytes *= 64;
+            std::uniform_int_distribution<int> bd(static_cast<int>(minBytes(layers)), static_cast<int>(maxBytes(layers)));
+            const double budget = bd(rng);
+            AllocationSolverOptions opt;
+            opt.units = static_cast<int>((maxBytes(layers) - minBytes(layers)) / 64) + 1;
+            double best = 0;
+            bruteForce(layers, budget, &best);
+            auto dp = allocateExact(layers, budget, opt);
+            QVERIFY(dp.has_value());
+            QVERIFY(std::fmod(dp->unitBytes, 64.0) == 0.0);
+            QVERIFY2(std::abs(dp->loss - best) < 1e-9, qPrintable(QStringLiteral("instance %1").arg(inst)));
+            QVERIFY(dp->bytes <= budget);
         }
     }
 
