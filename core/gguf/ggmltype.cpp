@@ -120,14 +120,14 @@ void dequantBlock32(GgmlType t, const std::uint8_t *b, float *y)
         const float d = h2f(b);
         const std::uint32_t qh = readU32(b + 2);
         for (int j = 0; j < 32; ++j)
-            y[j] = d * static_cast<float>((nibble(b + 6, j) | (((qh >> j) & 1) << 4)) - 16);
+            y[j] = d * static_cast<float>((nibble(b + 6, j) | static_cast<int>(((qh >> j) & 1) << 4)) - 16);
         break;
     }
     case GgmlType::Q5_1: {
         const float d = h2f(b), m = h2f(b + 2);
         const std::uint32_t qh = readU32(b + 4);
         for (int j = 0; j < 32; ++j)
-            y[j] = d * static_cast<float>(nibble(b + 8, j) | (((qh >> j) & 1) << 4)) + m;
+            y[j] = d * static_cast<float>(nibble(b + 8, j) | static_cast<int>(((qh >> j) & 1) << 4)) + m;
         break;
     }
     case GgmlType::Q8_0: {
