@@ -943,8 +943,11 @@ void printUsage(FILE *to)
                "  allocate EXP.h5 (--target-bpw X | --max-bytes N | --max-loss-increase D) --out RECIPE.json [--greedy]\n"
                "                                              bits per layer under a budget, as a recipe\n"
                "  frontier EXP.h5 --measure K --out FRONTIER.json [--eval-windows N]\n"
-               "                                              predicted size/loss frontier, K points measured\n\n"
-               "MODEL is a Hugging Face model folder, or 'default' for the bundled model.\n"
+               "                                              predicted size/loss frontier, K points measured\n"
+               "  export MODEL --format gguf|hf|hf-gptq|recipe-yaml --out PATH [--type TYPE] [--strict-exact]\n"
+               "                                              GGUF for llama.cpp, Hugging Face folders, llm-compressor YAML\n\n"
+               "MODEL is a Hugging Face model folder, a compressed folder, a .gguf file, or 'default' for the\n"
+               "bundled model.\n"
                "Common options: --threads N, --backend onednn|eigen, --quiet, --help.\n",
                to);
 }
@@ -986,6 +989,8 @@ int main(int argc, char **argv)
         return cmdAllocate(args);
     if (command == QLatin1String("frontier"))
         return cmdFrontier(args);
+    if (command == QLatin1String("export"))
+        return cmdExport(args);
     if (command == QLatin1String("--help") || command == QLatin1String("-h") || command == QLatin1String("help")) {
         printUsage(stdout);
         return 0;
