@@ -377,7 +377,7 @@ Expected<MatrixView> Model::bindInMemory(const QString &name, WeightRole role, i
     info.bitsPerWeight = count > 0 ? 8.0 * static_cast<double>(t.storedBytes) / static_cast<double>(count) : 0.0;
     m_weights.push_back(std::move(info));
     m_views.emplace_back(name, view);
-    if (t.quantized)
+    if (t.quantized && isLinearRole(role)) // an embedding is looked up, never multiplied: f32 values suffice
         m_quantized.push_back({name, std::move(*t.quantized), Execution::WeightOnly});
     return view;
 }

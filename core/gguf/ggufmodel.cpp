@@ -227,7 +227,7 @@ QJsonObject GgufExportReport::toJson() const
         }
         ts.append(j);
         ++typeCounts[QString::fromLatin1(ggmlTypeName(t.type))];
-        ++howCounts[t.how.section(QLatin1Char(' '), 0, 1)];
+        ++howCounts[t.kind];
     }
     o.insert(QStringLiteral("tensors"), ts);
     QJsonObject tc, hc;
@@ -370,6 +370,7 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
         std::vector<std::int64_t> dims = matrix ? std::vector<std::int64_t>{cols, rows} : std::vector<std::int64_t>{cols};
         if (!matrix) {
             te.type = GgmlType::F32;
+            te.kind = QStringLiteral("f32");
             te.how = QStringLiteral("F32 (norms and biases stay f32)");
             bytes.resize(static_cast<std::size_t>(cols * 4));
             std::memcpy(bytes.data(), data, bytes.size());
@@ -392,6 +393,7 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
                     te.groups = st.groups;
                     te.inexactGroups = st.inexactGroups;
                     te.maxAbsDeviation = st.maxAbsDeviation;
+                    te.kind = st.inexactGroups == 0 ? QStringLiteral("exact") : QStringLiteral("rounded-min");
                     te.how = st.inexactGroups == 0
                                  ? QStringLiteral("exact Bitsmith codes and scales (%1)").arg(fmt)
                                  : QStringLiteral("Bitsmith codes kept, min rounded to fp16 in %1 of %2 groups (%3)")
@@ -404,6 +406,7 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
             }
             if (!done) {
                 te.type = closestType(q.format.bits, cols);
+                te.kind = QStringLiteral("requantized");
                 te.how = QStringLiteral("requantized (%1 -> %2)").arg(fmt, QLatin1String(ggmlTypeName(te.type)));
                 bytes = quantizeMatrix(te.type, data, rows, cols);
             }
@@ -418,6 +421,7 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
             if (cols % ggmlBlockSize(t) != 0)
                 t = GgmlType::F16;
             te.type = t;
+            te.kind = QStringLiteral("dense");
             te.how = options.denseType ? QStringLiteral("dense, quantized to %1").arg(QLatin1String(ggmlTypeName(t)))
                                        : QStringLiteral("dense");
             bytes = quantizeMatrix(t, data, rows, cols);

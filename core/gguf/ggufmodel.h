@@ -47,6 +47,7 @@ struct GgufTensorExport
     QString name;   // GGUF name, e.g. "blk.0.attn_q.weight"
     QString source; // checkpoint name
     GgmlType type = GgmlType::F32;
+    QString kind;   // "exact", "rounded-min", "requantized", "dense", "f32"
     QString how;    // "exact codes", "codes kept, min rounded to fp16", "requantized (q3 g64 -> Q3_K)", "dense", ...
     std::int64_t bytes = 0;
     std::int64_t groups = 0;
