@@ -218,6 +218,7 @@ QJsonObject GgufExportReport::toJson() const
         j.insert(QStringLiteral("name"), t.name);
         j.insert(QStringLiteral("source"), t.source);
         j.insert(QStringLiteral("type"), QString::fromLatin1(ggmlTypeName(t.type)));
+        j.insert(QStringLiteral("kind"), t.kind);
         j.insert(QStringLiteral("how"), t.how);
         j.insert(QStringLiteral("bytes"), static_cast<double>(t.bytes));
         if (t.groups > 0) {
