@@ -10,6 +10,7 @@
 #include "core/safetensors.h"
 #include "core/transformer.h"
 #include "testutil.h"
+#include "tinymodel.h"
 
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -275,6 +276,87 @@ private slots:
         }
         qInfo("mean |logit change| %.4f, mean |logit - mean| %.4f", diff, spread);
         QVERIFY2(diff < 0.1 * spread, qPrintable(QStringLiteral("%1 vs %2").arg(diff).arg(spread)));
+    }
+
+    // Qwen2 (q/k/v biases, tied embeddings, NEOX rope: no permutation) and a Llama with attention
+    // biases (biases permuted like their rows): the file has llama.cpp's layout and reads back
+    // with identical logits.
+    void ggufOtherFamilies_data()
+    {
+        QTest::addColumn<QString>("architecture");
+        QTest::addColumn<bool>("tied");
+        QTest::addColumn<bool>("bias");
+        QTest::newRow("qwen2 tied") << "Qwen2ForCausalLM" << true << true;
+        QTest::newRow("llama bias") << "LlamaForCausalLM" << false << true;
+        QTest::newRow("mistral") << "MistralForCausalLM" << false << false;
+    }
+    void ggufOtherFamilies()
+    {
+        QFETCH(QString, architecture);
+        QFETCH(bool, tied);
+        QFETCH(bool, bias);
+        TinySpec spec;
+        spec.architecture = architecture;
+        spec.vocab = 4096; // the bundled tokenizer's
+        spec.hidden = 64;
+        spec.heads = 4;
+        spec.kvHeads = 2;
+        spec.tied = tied;
+        spec.qkvBias = bias && architecture.startsWith(QLatin1String("Qwen2"));
+        const QString folder = m_dir.filePath(QStringLiteral("tiny-") + architecture);
+        QVERIFY(writeTinyModel(folder, spec));
+        QVERIFY(QFile::copy(defaultModelDir() + QStringLiteral("/tokenizer.json"), folder + QStringLiteral("/tokenizer.json")));
+        if (bias && !spec.qkvBias) { // Llama's attention_bias: q/k/v/o biases
+            QJsonObject cfg = QJsonDocument::fromJson(readAll(folder + QStringLiteral("/config.json"))).object();
+            cfg.insert(QStringLiteral("attention_bias"), true);
+            QFile f(folder + QStringLiteral("/config.json"));
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write(QJsonDocument(cfg).toJson());
+            f.close();
+            auto st = SafetensorsFile::open(folder + QStringLiteral("/model.safetensors"));
+            QVERIFY(st);
+            std::vector<TensorToWrite> tensors;
+            std::vector<std::vector<float>> biases;
+            biases.reserve(16);
+            for (const TensorRecord &t : (*st)->tensors())
+                tensors.push_back({t.name, t.dtype, t.shape, {t.data, t.nbytes}});
+            for (int l = 0; l < spec.layers; ++l)
+                for (auto [proj, n] : {std::pair{"q_proj", 64}, {"k_proj", 32}, {"v_proj", 32}, {"o_proj", 64}}) {
+                    biases.emplace_back(static_cast<std::size_t>(n));
+                    for (int i = 0; i < n; ++i)
+                        biases.back()[static_cast<std::size_t>(i)] = 0.01f * static_cast<float>((i * 7 + l) % 13) - 0.05f;
+                    tensors.push_back({QStringLiteral("model.layers.%1.self_attn.%2.bias").arg(l).arg(QLatin1String(proj)), DType::F32,
+                                       {n}, std::as_bytes(std::span(biases.back()))});
+                }
+            QVERIFY(writeSafetensors(folder + QStringLiteral("/model2.safetensors"), tensors));
+            st->reset();
+            QVERIFY(QFile::remove(folder + QStringLiteral("/model.safetensors")));
+            QVERIFY(QFile::rename(folder + QStringLiteral("/model2.safetensors"), folder + QStringLiteral("/model.safetensors")));
+        }
+        auto model = Model::load(folder);
+        QVERIFY2(model, model ? "" : qPrintable(model.error().toString()));
+        const QString path = folder + QStringLiteral(".gguf");
+        auto report = gguf::exportGguf(**model, path);
+        QVERIFY2(report, report ? "" : qPrintable(report.error().toString()));
+        auto file = gguf::GgufFile::open(path);
+        QVERIFY(file);
+        const bool qwen = architecture.startsWith(QLatin1String("Qwen2"));
+        QCOMPARE(*(*file)->stringValue(QStringLiteral("general.architecture")), qwen ? QStringLiteral("qwen2") : QStringLiteral("llama"));
+        QCOMPARE((*file)->findTensor(QStringLiteral("output.weight")) == nullptr, tied);
+        QCOMPARE((*file)->findTensor(QStringLiteral("blk.1.attn_k.bias")) != nullptr, bias);
+        if (bias) {
+            // q bias: qwen2 as stored; llama permuted like the q rows (head_dim 16: row 2j+i <- i*8+j)
+            const std::vector<float> fileBias = (*file)->dequantize(*(*file)->findTensor(QStringLiteral("blk.0.attn_q.bias")));
+            const MatrixView hf = (*model)->weight(QStringLiteral("model.layers.0.self_attn.q_proj.bias"));
+            for (int j = 0; j < 8; ++j)
+                QCOMPARE(fileBias[static_cast<std::size_t>(qwen ? 2 * j + 1 : 2 * j + 1)], hf.data[qwen ? 2 * j + 1 : 8 + j]);
+        }
+        auto back = Model::load(path);
+        QVERIFY2(back, back ? "" : qPrintable(back.error().toString()));
+        QCOMPARE((*back)->config().architecture, (*model)->config().architecture == Architecture::Qwen2 ? Architecture::Qwen2 : Architecture::Llama);
+        QCOMPARE((*back)->config().tieWordEmbeddings, tied);
+        const std::vector<std::int32_t> ids = {5, 77, 1000, 3, 4000, 12};
+        QCOMPARE(maxAbsDiff(logitsOf(*model, ids), logitsOf(*back, ids)), 0.0f);
     }
 
     void hfDenseReloadsWithIdenticalLogits()
