@@ -2,6 +2,7 @@
 // logits (exact Bitsmith codes) or within the stated deviation, llama.cpp's metadata, names and q/k
 // layout; Hugging Face dense folders reloaded with identical logits; the GPTQ layout against the
 // numpy/PyTorch reference (tools/gptq_reference.py -> tests/data/gptq/); the recipe as YAML.
+#include "core/evaluate.h"
 #include "core/export/hfexport.h"
 #include "core/gguf/gguffile.h"
 #include "core/gguf/ggufmodel.h"
@@ -463,6 +464,43 @@ private slots:
         QVERIFY(!(*file)->find(QStringLiteral("model.layers.2.self_attn.v_proj.weight")));
         // a dense model has nothing to pack
         QVERIFY(!exportHfGptq(*m_model, m_dir.filePath(QStringLiteral("nogptq"))));
+    }
+
+    // eval --score-from (to compare with llama-perplexity, which scores the second half of each
+    // window): the NLL of the scored positions, summed by hand from the logits.
+    void scoreFromMatchesManualSum()
+    {
+        std::vector<std::int32_t> ids;
+        for (int i = 0; i < 64; ++i)
+            ids.push_back((i * 37 + 11) % 4096);
+        EvalOptions opt;
+        opt.ctx = 32;
+        opt.scoreFrom = 16;
+        Transformer tf(m_model);
+        auto half = evaluatePerplexity(tf, ids, opt);
+        QVERIFY(half);
+        QCOMPARE(half->scoredTokens, std::int64_t(2 * 15));
+        double nll = 0;
+        for (int w = 0; w < 2; ++w) {
+            const std::vector<std::int32_t> window(ids.begin() + w * 32, ids.begin() + (w + 1) * 32);
+            const std::vector<float> logits = logitsOf(m_model, window);
+            for (int i = 16; i < 31; ++i) {
+                const float *row = logits.data() + static_cast<std::size_t>(i) * 4096;
+                double mx = row[0], sum = 0;
+                for (int v = 0; v < 4096; ++v)
+                    mx = std::max(mx, static_cast<double>(row[v]));
+                for (int v = 0; v < 4096; ++v)
+                    sum += std::exp(row[v] - mx);
+                nll -= row[window[static_cast<std::size_t>(i + 1)]] - mx - std::log(sum);
+            }
+        }
+        QVERIFY(std::fabs(half->meanNll - nll / 30) < 1e-5);
+        opt.scoreFrom = 0;
+        auto all = evaluatePerplexity(tf, ids, opt);
+        QVERIFY(all);
+        QCOMPARE(all->scoredTokens, std::int64_t(2 * 31));
+        opt.scoreFrom = 31;
+        QVERIFY(!evaluatePerplexity(tf, ids, opt));
     }
 
     void recipeYaml()
