@@ -126,7 +126,9 @@ private:
 };
 
 // Builds a GGUF v3 file in order: metadata keys as set (re-setting a key replaces its value in
-// place), tensors as added; `general.alignment` is honoured if set (default 32).
+// place), tensors as added; `general.alignment` is honoured if set (default 32). The tensors'
+// bytes are held until written and the file is assembled in memory (fine for the models Bitsmith
+// runs, which it holds as f32 anyway; a streaming writer would be needed for much larger ones).
 class GgufWriter
 {
 public:
