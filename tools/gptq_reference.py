@@ -18,9 +18,18 @@ It writes tests/data/gptq/ for tests/core/tst_export.cpp:
   cases.json (bits, group size, symmetric, act-order, zero offset of each case)
 
 Run: python3 tools/gptq_reference.py   (numpy and torch; deterministic)
+
+     python3 tools/gptq_reference.py --check GPTQ_DIR DENSE_DIR
+       unpacks every quantized layer of a GPTQ folder written by `bitsmith-cli export --format
+       hf-gptq` (honouring bits, group_size, checkpoint_format and the `dynamic` overrides of its
+       config.json) and compares it with the same model exported with `--format hf` (dequantized
+       f32 weights): they must be equal.
 """
 import json
 import os
+import re
+import struct
+import sys
 
 import numpy as np
 import torch
@@ -132,5 +141,59 @@ def main():
     print("wrote", OUT)
 
 
+def read_safetensors(path):
+    """{name: numpy array} of a .safetensors file (F32, F16, BF16, I32)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = info["data_offsets"]
+        raw = np.frombuffer(data[a:b], dtype=np.uint8)
+        dt = info["dtype"]
+        if dt == "BF16":
+            arr = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            arr = raw.view({"F32": "<f4", "F16": "<f2", "I32": "<i4"}[dt])
+        out[name] = arr.reshape(info["shape"])
+    return out
+
+
+def check_export(gptq_dir, dense_dir):
+    cfg = json.load(open(os.path.join(gptq_dir, "config.json")))
+    qc = cfg["quantization_config"]
+    zoff = 1 if qc["checkpoint_format"] == "gptq" else 0
+    tensors = read_safetensors(os.path.join(gptq_dir, "model.safetensors"))
+    dense = read_safetensors(os.path.join(dense_dir, "model.safetensors"))
+    checked = 0
+    for name in sorted(k[:-len(".qweight")] for k in tensors if k.endswith(".qweight")):
+        bits = qc["bits"]
+        for pattern, override in qc.get("dynamic", {}).items():
+            if pattern.startswith("+:") and re.match(pattern[2:], name):
+                bits = override.get("bits", bits)
+        qweight, qzeros = tensors[name + ".qweight"], tensors[name + ".qzeros"]
+        scales, gidx = tensors[name + ".scales"], tensors[name + ".g_idx"]
+        in_f, out_f = qweight.shape[0] * 32 // bits, qweight.shape[1]
+        q = torch_unpack(qweight, bits, in_f)  # [in, out]
+        z = torch_unpack(np.ascontiguousarray(qzeros.T), bits, out_f).T + zoff  # [groups, out]
+        g = torch.from_numpy(gidx.astype(np.int64))
+        s = torch.from_numpy(scales.astype(np.float32))
+        w = (s[g] * (q - z[g]).float()).T.numpy()
+        ref = dense[name + ".weight"].astype(np.float32)
+        if not np.array_equal(w, ref):
+            print(f"MISMATCH {name}: max |diff| {np.abs(w - ref).max()}")
+            sys.exit(1)
+        checked += 1
+    print(f"{checked} quantized layers unpacked by torch equal the dense export "
+          f"(checkpoint_format {qc['checkpoint_format']}, base bits {qc['bits']}, "
+          f"{len(qc.get('dynamic', {}))} dynamic entries)")
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 4 and sys.argv[1] == "--check":
+        check_export(sys.argv[2], sys.argv[3])
+    else:
+        main()
