@@ -118,7 +118,12 @@ Expected<PerplexityResult> evaluatePerplexity(const Transformer &model, std::spa
     r.ctx = plan->ctx;
     r.textTokens = static_cast<std::int64_t>(tokens.size());
     r.windows = plan->windows;
-    r.scoredTokens = plan->windows * (plan->ctx - 1);
+    if (options.scoreFrom < 0 || options.scoreFrom >= plan->ctx - 1)
+        return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("score-from %1 leaves nothing to score in windows of %2 tokens")
+                                                               .arg(options.scoreFrom)
+                                                               .arg(plan->ctx))
+                              .forParameter(QStringLiteral("score-from")));
+    r.scoredTokens = plan->windows * (plan->ctx - 1 - options.scoreFrom);
     const std::int64_t vocab = model.vocabSize();
     KVCache cache = model.makeCache(plan->ctx);
     std::vector<float> logits;
@@ -137,7 +142,7 @@ Expected<PerplexityResult> evaluatePerplexity(const Transformer &model, std::spa
         if (auto ok = model.forward(window, cache, logits); !ok)
             return unexpected(ok.error());
         seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        for (int i = 0; i + 1 < plan->ctx; ++i) {
+        for (int i = options.scoreFrom; i + 1 < plan->ctx; ++i) {
             logSoftmax(logits.data() + static_cast<std::int64_t>(i) * vocab, vocab, lp);
             nllSum -= lp[static_cast<std::size_t>(window[static_cast<std::size_t>(i + 1)])];
         }

@@ -21,6 +21,10 @@ struct EvalOptions
 {
     int ctx = 0;        // window length in tokens; 0 = the model's max_position_embeddings
     int maxWindows = 0; // 0 = all windows
+    // evaluatePerplexity only: score the predictions made at positions >= scoreFrom of each window
+    // (0: the protocol's tokens 1..ctx-1; ctx/2: llama.cpp's llama-perplexity, which scores the
+    // second half of each window)
+    int scoreFrom = 0;
 };
 
 struct PerplexityResult

@@ -6,6 +6,7 @@
 #include <QDir>
 #include <QFileInfo>
 
+#include "core/gguf/ggufmodel.h" // loadGgufModel: .gguf files open like folders
 #include "core/kernels/packedweights.h"
 
 #include <QJsonDocument>
@@ -191,6 +192,12 @@ QString Model::weightsHash() const
         hash.addData(rec->name.toUtf8());
         hash.addData(QByteArrayView(reinterpret_cast<const char *>(rec->data), static_cast<qsizetype>(rec->nbytes)));
     }
+    if (m_files->tensors().empty()) { // a model from tensors given by value (GGUF): its f32 values
+        for (const auto &[name, view] : m_views) {
+            hash.addData(name.toUtf8());
+            hash.addData(QByteArrayView(reinterpret_cast<const char *>(view.data), static_cast<qsizetype>(view.rows * view.cols * 4)));
+        }
+    }
     m_hash = QStringLiteral("sha256:") + QString::fromLatin1(hash.result().toHex());
     return m_hash;
 }
@@ -333,11 +340,55 @@ Expected<MatrixView> Model::bindQuantized(const QString &name, WeightRole role, 
     return view;
 }
 
+Expected<MatrixView> Model::bindInMemory(const QString &name, WeightRole role, int block, std::vector<std::int64_t> shape,
+                                         bool optional)
+{
+    auto it = m_inMemory.find(name);
+    if (it == m_inMemory.end()) {
+        if (optional)
+            return MatrixView{};
+        return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("missing tensor required by %1").arg(m_config.architectureName))
+                              .inFile(m_folder)
+                              .forTensor(name));
+    }
+    InMemoryTensor &t = it->second;
+    std::int64_t count = 1;
+    for (auto d : shape)
+        count *= d;
+    if (t.shape != shape || static_cast<std::int64_t>(t.values.size()) != count)
+        return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("tensor has shape %1 but the config implies %2")
+                                                        .arg(shapeString(t.shape), shapeString(shape)))
+                              .inFile(m_folder)
+                              .forTensor(name));
+    auto buf = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(count));
+    std::copy(t.values.begin(), t.values.end(), buf.get());
+    std::vector<float>().swap(t.values);
+    MatrixView view{buf.get(), shape.size() == 2 ? shape[0] : 1, shape.back()};
+    m_owned.push_back(std::move(buf));
+    WeightInfo info;
+    info.name = name;
+    info.role = role;
+    info.block = block;
+    info.shape = shape;
+    info.storedType = t.storedType;
+    info.parameters = count;
+    info.storedBytes = t.storedBytes;
+    info.format = t.format;
+    info.bitsPerWeight = count > 0 ? 8.0 * static_cast<double>(t.storedBytes) / static_cast<double>(count) : 0.0;
+    m_weights.push_back(std::move(info));
+    m_views.emplace_back(name, view);
+    if (t.quantized && isLinearRole(role)) // an embedding is looked up, never multiplied: f32 values suffice
+        m_quantized.push_back({name, std::move(*t.quantized), Execution::WeightOnly});
+    return view;
+}
+
 Expected<MatrixView> Model::bind(const QString &name, WeightRole role, int block, std::vector<std::int64_t> shape,
                                  bool optional)
 {
     if (m_storedQuantization.count(name))
         return bindQuantized(name, role, block, shape);
+    if (!m_inMemory.empty())
+        return bindInMemory(name, role, block, std::move(shape), optional);
     const TensorRecord *rec = m_files->find(name);
     if (!rec) {
         if (optional)
@@ -387,6 +438,8 @@ Expected<MatrixView> Model::bind(const QString &name, WeightRole role, int block
 Expected<std::shared_ptr<Model>> Model::load(const QString &folderOrName, Feedback *feedback)
 {
     const QString folder = resolveFolder(folderOrName);
+    if (QFileInfo(folder).isFile() && folder.endsWith(QLatin1String(".gguf"), Qt::CaseInsensitive))
+        return gguf::loadGgufModel(folder, feedback);
     if (!QFileInfo(folder).isDir())
         return unexpected(fail(ErrorCode::Io, QStringLiteral("model folder not found"))
                               .inFile(folder)
@@ -419,6 +472,36 @@ Expected<std::shared_ptr<Model>> Model::load(const QString &folderOrName, Feedba
         m->m_tokenizer = *tok;
     }
 
+    if (auto bound = m->bindAll(feedback); !bound)
+        return unexpected(bound.error());
+    return m;
+}
+
+Expected<std::shared_ptr<Model>> Model::fromTensors(const QString &source, const ModelConfig &config,
+                                                    std::shared_ptr<const Tokenizer> tokenizer,
+                                                    std::vector<InMemoryTensor> tensors, Feedback *feedback)
+{
+    std::shared_ptr<Model> m(new Model);
+    m->m_folder = source;
+    m->m_config = config;
+    m->m_tokenizer = std::move(tokenizer);
+    m->m_files = std::make_shared<SafetensorsCollection>();
+    for (InMemoryTensor &t : tensors) {
+        const QString name = t.name;
+        if (!m->m_inMemory.emplace(name, std::move(t)).second)
+            return unexpected(fail(ErrorCode::Format, QStringLiteral("duplicate tensor")).inFile(source).forTensor(name));
+    }
+    if (auto bound = m->bindAll(feedback); !bound)
+        return unexpected(bound.error());
+    m->m_inMemory.clear(); // the values now live in m_owned
+    return m;
+}
+
+Expected<void> Model::bindAll(Feedback *feedback)
+{
+    Model *m = this;
+    const ModelConfig &c = m_config;
+    const QString &folder = m_folder;
     const std::int64_t h = c.hiddenSize, inter = c.intermediateSize, v = c.vocabSize;
     const std::int64_t qDim = static_cast<std::int64_t>(c.numHeads) * c.headDim;
     const std::int64_t kvDim = static_cast<std::int64_t>(c.numKvHeads) * c.headDim;
@@ -492,20 +575,24 @@ Expected<std::shared_ptr<Model>> Model::load(const QString &folderOrName, Feedba
     std::set<QString> known;
     for (const auto &w : m->m_weights)
         known.insert(w.name);
-    for (const TensorRecord *rec : m->m_files->tensors()) {
-        if (known.count(rec->name) || m->m_auxiliaryTensors.count(rec->name)
-            || rec->name.endsWith(QLatin1String("rotary_emb.inv_freq")))
+    std::vector<std::pair<QString, QString>> present; // name, file
+    for (const TensorRecord *rec : m->m_files->tensors())
+        present.emplace_back(rec->name, rec->file);
+    for (const auto &[name, t] : m->m_inMemory)
+        present.emplace_back(name, m->m_folder);
+    for (const auto &[name, file] : present) {
+        if (known.count(name) || m->m_auxiliaryTensors.count(name) || name.endsWith(QLatin1String("rotary_emb.inv_freq")))
             continue;
-        if (c.tieWordEmbeddings && rec->name == QLatin1String("lm_head.weight"))
+        if (c.tieWordEmbeddings && name == QLatin1String("lm_head.weight"))
             continue;
         return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("unexpected tensor for %1").arg(c.architectureName))
-                              .inFile(rec->file)
-                              .forTensor(rec->name)
+                              .inFile(file)
+                              .forTensor(name)
                               .withHint(QStringLiteral("the checkpoint does not match its config.json (wrong architecture or layer count?)")));
     }
     if (feedback)
         feedback->setProgress(1.0);
-    return m;
+    return {};
 }
 
 } // namespace bitsmith::core

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -87,12 +88,32 @@ struct BlockWeights
     MatrixView mlpNorm, gate, up, down, gateBias, upBias, downBias;
 };
 
+// A weight given by value (a model read from a GGUF file): f32 values in row-major order of
+// `shape`, with what it was stored as, and optionally the quantized form the runtime should use.
+struct InMemoryTensor
+{
+    QString name; // Hugging Face checkpoint name, e.g. "model.layers.0.self_attn.q_proj.weight"
+    std::vector<std::int64_t> shape;
+    std::vector<float> values;
+    DType storedType = DType::F32;
+    std::int64_t storedBytes = 0;
+    QString format; // shown by info, e.g. "Q4_K"
+    std::optional<QuantizedTensor> quantized;
+};
+
 class Model
 {
 public:
-    // Loads a model folder. A bare "default" (or empty string) means the bundled model.
+    // Loads a model folder, or a .gguf file (see gguf/ggufmodel.h). A bare "default" (or empty
+    // string) means the bundled model.
     // Progress goes to `feedback` (may be null); cancellation returns ErrorCode::Cancelled.
     static Expected<std::shared_ptr<Model>> load(const QString &folderOrName, Feedback *feedback = nullptr);
+
+    // A model from tensors given by value (checked against `config` exactly as a folder's
+    // checkpoint is). `source` names it in messages (e.g. the .gguf path).
+    static Expected<std::shared_ptr<Model>> fromTensors(const QString &source, const ModelConfig &config,
+                                                        std::shared_ptr<const Tokenizer> tokenizer,
+                                                        std::vector<InMemoryTensor> tensors, Feedback *feedback = nullptr);
 
     // The bundled default model's folder (resources/models/default, found next to the
     // executable's install prefix or in the source tree).
@@ -141,6 +162,9 @@ private:
     Model() = default;
     Expected<MatrixView> bind(const QString &name, WeightRole role, int block, std::vector<std::int64_t> shape,
                               bool optional);
+    Expected<MatrixView> bindInMemory(const QString &name, WeightRole role, int block, std::vector<std::int64_t> shape,
+                                      bool optional);
+    Expected<void> bindAll(Feedback *feedback);
     Expected<MatrixView> bindQuantized(const QString &name, WeightRole role, int block,
                                        const std::vector<std::int64_t> &shape);
     Expected<void> readQuantizationConfig();
@@ -152,6 +176,7 @@ private:
         Execution execution = Execution::WeightOnly;
     };
     std::map<QString, StoredQuantization> m_storedQuantization; // by tensor name
+    std::map<QString, InMemoryTensor> m_inMemory; // fromTensors() only, emptied once bound
     std::set<QString> m_auxiliaryTensors; // .qweight/.scales/... consumed by quantized layers
 
     QString m_folder;

@@ -6,4 +6,7 @@
 
 namespace bitsmith::cli {
 
+// export MODEL --format gguf|hf|hf-gptq|recipe-yaml --out PATH (exportcommand.cpp)
+int cmdExport(const QStringList &args);
+
 } // namespace bitsmith::cli

@@ -110,15 +110,19 @@ int cmdEval(const QStringList &args)
     QCommandLineOption text(QStringLiteral("text"), QStringLiteral("Evaluation text file (UTF-8)."), QStringLiteral("FILE"));
     QCommandLineOption ctx(QStringLiteral("ctx"), QStringLiteral("Window length in tokens (default: the model's context)."), QStringLiteral("N"));
     QCommandLineOption maxWindows(QStringLiteral("max-windows"), QStringLiteral("Evaluate at most K windows."), QStringLiteral("K"));
-    c.parser.addOptions({text, ctx, maxWindows});
+    QCommandLineOption scoreFrom(QStringLiteral("score-from"),
+                                 QStringLiteral("Score only predictions at positions >= P of each window (ctx/2: as llama-perplexity)."),
+                                 QStringLiteral("P"));
+    c.parser.addOptions({text, ctx, maxWindows, scoreFrom});
     int code = 0;
-    const QString usage = QStringLiteral("eval MODEL --text FILE [--ctx N] [--max-windows K] [--json]");
+    const QString usage = QStringLiteral("eval MODEL --text FILE [--ctx N] [--max-windows K] [--score-from P] [--json]");
     if (!parseArgs(c, args, 1, usage, code))
         return code;
     if (!c.parser.isSet(text))
         return usageError(QStringLiteral("--text is required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
     EvalOptions opt;
-    if (!intOption(c.parser, ctx, opt.ctx, 2, code) || !intOption(c.parser, maxWindows, opt.maxWindows, 1, code))
+    if (!intOption(c.parser, ctx, opt.ctx, 2, code) || !intOption(c.parser, maxWindows, opt.maxWindows, 1, code)
+        || !intOption(c.parser, scoreFrom, opt.scoreFrom, 0, code))
         return code;
     auto backend = backendFrom(c.parser.value(c.backend));
     if (!backend)
@@ -962,7 +966,7 @@ void printUsage(FILE *to)
     std::fputs("usage: bitsmith-cli COMMAND [options]\n\n"
                "commands:\n"
                "  info MODEL [--json]                         architecture and every weight tensor\n"
-               "  eval MODEL --text FILE [--ctx N] [--max-windows K] [--json]\n"
+               "  eval MODEL --text FILE [--ctx N] [--max-windows K] [--score-from P] [--json]\n"
                "                                              perplexity (non-overlapping windows)\n"
                "  compare REFERENCE CANDIDATE --text FILE     KL divergence and top-1 agreement\n"
                "  logits MODEL --text STRING --out FILE.npy   float32 [tokens, vocab] logits\n"
@@ -976,8 +980,11 @@ void printUsage(FILE *to)
                "  allocate EXP.h5 (--target-bpw X | --max-bytes N | --max-loss-increase D) --out RECIPE.json [--greedy]\n"
                "                                              bits per layer under a budget, as a recipe\n"
                "  frontier EXP.h5 --measure K --out FRONTIER.json [--eval-windows N]\n"
-               "                                              predicted size/loss frontier, K points measured\n\n"
-               "MODEL is a Hugging Face model folder, or 'default' for the bundled model.\n"
+               "                                              predicted size/loss frontier, K points measured\n"
+               "  export MODEL --format gguf|hf|hf-gptq|recipe-yaml --out PATH [--type TYPE] [--strict-exact]\n"
+               "                                              GGUF for llama.cpp, Hugging Face folders, llm-compressor YAML\n\n"
+               "MODEL is a Hugging Face model folder, a compressed folder, a .gguf file, or 'default' for the\n"
+               "bundled model.\n"
                "Common options: --threads N, --backend onednn|eigen, --quiet, --help.\n",
                to);
 }
@@ -1019,6 +1026,8 @@ int main(int argc, char **argv)
         return cmdAllocate(args);
     if (command == QLatin1String("frontier"))
         return cmdFrontier(args);
+    if (command == QLatin1String("export"))
+        return cmdExport(args);
     if (command == QLatin1String("--help") || command == QLatin1String("-h") || command == QLatin1String("help")) {
         printUsage(stdout);
         return 0;

@@ -82,6 +82,51 @@ else
   bad "sensitivity -> allocate -> compress"; cat "$TMP/err"
 fi
 
+# export: GGUF (dense Q8_0 and the mixed compressed model), Hugging Face folders, recipe YAML.
+EVAL="$SRC/resources/models/default/eval.txt"
+if "$CLI" export default --format gguf --type Q8_0 --out "$TMP/q8.gguf" --quiet >/dev/null 2>"$TMP/err" \
+   && "$CLI" info "$TMP/q8.gguf" --json >"$TMP/q8info.json" 2>"$TMP/err" \
+   && python3 -c "
+import json; d=json.load(open('$TMP/q8info.json')); f=[t['format'] for t in d['tensors']]
+assert f.count('Q8_0')==2+7*d['layers'] and f.count('F32')==1+2*d['layers'], f
+r=json.load(open('$TMP/q8.report.json')); assert r['architecture']=='llama' and r['preTokenizer']=='gpt-2', r
+assert open('$TMP/q8.tensor-types.txt').read().count('=q8_0')==9" \
+   && "$CLI" eval "$TMP/q8.gguf" --text "$EVAL" --ctx 64 --max-windows 2 --json --quiet >"$TMP/q8eval.json" 2>"$TMP/err" \
+   && "$CLI" eval default --text "$EVAL" --ctx 64 --max-windows 2 --json --quiet >"$TMP/bfeval.json" 2>"$TMP/err" \
+   && python3 -c "
+import json; a=json.load(open('$TMP/q8eval.json'))['perplexity']; b=json.load(open('$TMP/bfeval.json'))['perplexity']
+assert abs(a-b)<0.01*b, (a,b)"; then
+  ok "export gguf Q8_0 -> info/eval"
+else
+  bad "export gguf Q8_0"; cat "$TMP/err"
+fi
+if "$CLI" export default --format hf --out "$TMP/hf" --quiet >/dev/null 2>"$TMP/err" \
+   && "$CLI" eval "$TMP/hf" --text "$EVAL" --ctx 64 --max-windows 2 --json --quiet >"$TMP/hfeval.json" 2>"$TMP/err" \
+   && python3 -c "
+import json; a=json.load(open('$TMP/hfeval.json'))['perplexity']; b=json.load(open('$TMP/bfeval.json'))['perplexity']
+assert a==b, (a,b)"; then
+  ok "export hf -> identical perplexity"
+else
+  bad "export hf"; cat "$TMP/err"
+fi
+if [ -d "$TMP/mixed" ]; then
+  if "$CLI" export "$TMP/mixed" --format gguf --out "$TMP/mixed.gguf" --json --quiet >"$TMP/mixedgguf.json" 2>"$TMP/err" \
+     && python3 -c "
+import json; d=json.load(open('$TMP/mixedgguf.json')); assert d['fileBytes']>0 and len(d['tensors'])==3+9*8, d['howCounts']
+assert sum(v for k,v in d['howCounts'].items() if k in ('exact','rounded-min','requantized'))==56, d['howCounts']" \
+     && "$CLI" eval "$TMP/mixed.gguf" --text "$EVAL" --ctx 64 --max-windows 1 --quiet >/dev/null 2>"$TMP/err" \
+     && "$CLI" export "$TMP/mixed" --format hf-gptq --out "$TMP/gptq" --quiet >/dev/null 2>"$TMP/err" \
+     && python3 -c "
+import json; q=json.load(open('$TMP/gptq/config.json'))['quantization_config']
+assert q['quant_method']=='gptq' and q['checkpoint_format'] in ('gptq','gptq_v2') and q['bits'] in (2,4,8), q" \
+     && "$CLI" export "$TMP/mixed" --format recipe-yaml --out "$TMP/recipe.yaml" --quiet >/dev/null 2>"$TMP/err" \
+     && grep -q "num_bits:" "$TMP/recipe.yaml" && grep -q "config_groups:" "$TMP/recipe.yaml"; then
+    ok "export mixed -> gguf/eval, hf-gptq, recipe-yaml"
+  else
+    bad "export mixed"; cat "$TMP/err"
+  fi
+fi
+
 # --- bad input ------------------------------------------------------------------------------
 expect_fail "missing model folder" "model folder not found" -- "$CLI" info /nonexistent/model
 expect_fail "unknown command" "unknown command" -- "$CLI" frobnicate
@@ -108,6 +153,14 @@ head -c 3000 "$TMP/exp.h5" >"$TMP/trunc.h5" 2>/dev/null
 expect_fail "truncated experiment" "experiment" -- "$CLI" allocate "$TMP/trunc.h5" --target-bpw 4 --out "$TMP/r.json"
 expect_fail "infeasible budget" "smallest possible size" -- "$CLI" allocate "$TMP/exp.h5" --target-bpw 1 --out "$TMP/r.json"
 expect_fail "two budgets" "exactly one" -- "$CLI" allocate "$TMP/exp.h5" --target-bpw 4 --max-bytes 10 --out "$TMP/r.json"
+
+expect_fail "export bad format" "--format" -- "$CLI" export default --format onnx --out "$TMP/x"
+expect_fail "export bad type" "not a GGUF type" -- "$CLI" export default --format gguf --type Q9_9 --out "$TMP/x.gguf"
+expect_fail "gptq of a dense model" "no quantized layers" -- "$CLI" export default --format hf-gptq --out "$TMP/x"
+head -c $(( $(stat -c %s "$TMP/q8.gguf" 2>/dev/null || echo 200000) - 100000 )) "$TMP/q8.gguf" >"$TMP/trunc.gguf" 2>/dev/null
+expect_fail "truncated gguf" "outside the data section" -- "$CLI" info "$TMP/trunc.gguf"
+printf 'GGML0000000000000000000000000000' >"$TMP/magic.gguf"
+expect_fail "bad gguf magic" "bad magic" -- "$CLI" eval "$TMP/magic.gguf" --text "$EVAL"
 
 echo "cli_e2e: $pass passed, $failed failed"
 [ $failed -eq 0 ]
