@@ -54,6 +54,7 @@ FrontierWidget::FrontierWidget(ProjectDocument *doc, JobManager *jobs, QWidget *
     m_current->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, QPen(QColor(192, 57, 43), 3), QColor(231, 76, 60, 120), 16));
     m_currentLabel = new QCPItemText(m_plot);
     m_currentLabel->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
+    m_currentLabel->setPadding(QMargins(8, 0, 0, 8));
     m_currentLabel->setColor(QColor(192, 57, 43));
     m_currentLabel->setVisible(false);
     m_plot->legend->setVisible(true);
@@ -211,7 +212,8 @@ Job *FrontierWidget::measureUniform()
         const ProjectDocument::Totals t = m_doc->totalsFor(core::resolveAssignment(recipe, m_doc->layers()));
         requests.push_back({QStringLiteral("uniform"), r.settings[s].label(), recipe, t.bytes, t.bitsPerWeight, t.predicted});
     }
-    return startMeasure(m_jobs, m_doc, tr("Measure %1 uniform models").arg(requests.size()), std::move(requests));
+    const QString name = tr("Measure %1 uniform models").arg(requests.size());
+    return startMeasure(m_jobs, m_doc, name, std::move(requests));
 }
 
 void FrontierWidget::clearLabels()
@@ -226,11 +228,12 @@ void FrontierWidget::rebuild()
     clearLabels();
     const bool log = m_logBox->isChecked();
     auto y = [log](double v) { return log ? std::max(v, 1e-6) : v; };
-    auto addLabel = [this](double x, double yy, const QString &text, QColor color) {
+    // Each series labels on its own side of the point so that coinciding points stay readable.
+    auto addLabel = [this](double x, double yy, const QString &text, QColor color, Qt::Alignment where) {
         auto *t = new QCPItemText(m_plot);
         t->position->setCoords(x, yy);
-        t->setPositionAlignment(Qt::AlignHCenter | Qt::AlignBottom);
-        t->setPadding(QMargins(0, 0, 0, 6));
+        t->setPositionAlignment(where);
+        t->setPadding(QMargins(7, 2, 7, 2));
         t->setText(text);
         t->setColor(color);
         QFont f = t->font();
@@ -260,7 +263,7 @@ void FrontierWidget::rebuild()
             order.push_back({t.bitsPerWeight, static_cast<int>(s)});
             ux << t.bitsPerWeight;
             uy << y(t.predicted);
-            addLabel(t.bitsPerWeight, y(t.predicted), r.settings[s].label(), QColor(211, 84, 0));
+            addLabel(t.bitsPerWeight, y(t.predicted), r.settings[s].label(), QColor(211, 84, 0), Qt::AlignLeft | Qt::AlignTop);
         }
         for (std::size_t s = 0; s < r.settings.size(); ++s)
             m_uniformColumns.push_back(static_cast<int>(s));
@@ -272,14 +275,17 @@ void FrontierWidget::rebuild()
     for (const core::MeasuredPoint &m : m_doc->measuredPoints()) {
         mx << m.bitsPerWeight;
         my << y(m.kl);
-        addLabel(m.bitsPerWeight, y(m.kl), tr("%1 (ppl %2)").arg(m.label).arg(m.perplexity, 0, 'f', 1), QColor(30, 132, 73));
+        // Uniform points carry their name on the predicted square already.
+        const QString text = m.kind == QLatin1String("uniform") ? tr("ppl %1").arg(m.perplexity, 0, 'f', 1)
+                                                                 : tr("%1 (ppl %2)").arg(m.label).arg(m.perplexity, 0, 'f', 1);
+        addLabel(m.bitsPerWeight, y(m.kl), text, QColor(30, 132, 73), Qt::AlignRight | Qt::AlignBottom);
     }
     m_measured->setData(mx, my);
     QVector<double> sx, sy;
     for (const core::SavedConfiguration &s : m_doc->savedConfigurations()) {
         sx << s.bitsPerWeight;
         sy << y(s.predicted);
-        addLabel(s.bitsPerWeight, y(s.predicted), s.name, QColor(125, 60, 152));
+        addLabel(s.bitsPerWeight, y(s.predicted), s.name, QColor(125, 60, 152), Qt::AlignHCenter | Qt::AlignTop);
     }
     m_saved->setData(sx, sy);
 
@@ -329,7 +335,7 @@ void FrontierWidget::updateCurrent()
     m_currentLabel->setVisible(known);
     if (known) {
         m_currentLabel->position->setCoords(t.bitsPerWeight, yv);
-        m_currentLabel->setText(tr("  current: %1 bpw, %2 %3").arg(t.bitsPerWeight, 0, 'f', 3)
+        m_currentLabel->setText(tr("current: %1 bpw, %2 %3").arg(t.bitsPerWeight, 0, 'f', 3)
                                     .arg(metricName(m_doc->costMetric()))
                                     .arg(t.predicted, 0, 'g', 3));
     }

@@ -136,11 +136,17 @@ InspectorWidget::InspectorWidget(ProjectDocument *doc, QWidget *parent)
     m_slice->setObjectName(QStringLiteral("inspectorSlice"));
     m_slice->setToolTip(tr("Values around the largest weight before (original) and after quantization"));
     m_slice->verticalHeader()->setDefaultSectionSize(m_slice->fontMetrics().height() + 4);
+    // The histogram with its grid is the lesson: it gets the full width; the slice table is a
+    // strip of three rows at the bottom.
+    m_slice->setSizePolicy(QSizePolicy::Expanding, QSizePolicy::Fixed);
+    m_slice->setFixedHeight(4 * (m_slice->fontMetrics().height() + 6) + 8);
     auto *grid = new QGridLayout;
-    grid->addWidget(m_hist, 0, 0);
-    grid->addWidget(m_err, 0, 1);
+    grid->addWidget(m_hist, 0, 0, 1, 2);
     grid->addWidget(m_ranges, 1, 0);
-    grid->addWidget(m_slice, 1, 1);
+    grid->addWidget(m_err, 1, 1);
+    grid->addWidget(m_slice, 2, 0, 1, 2);
+    grid->setRowStretch(0, 3);
+    grid->setRowStretch(1, 2);
     auto *layout = new QVBoxLayout(this);
     layout->setContentsMargins(4, 4, 4, 4);
     layout->addWidget(m_title);

@@ -6,11 +6,13 @@
 #include "projectdocument.h"
 #include "settingdelegate.h"
 
+#include <QAction>
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QItemSelectionModel>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMenu>
 #include <QSortFilterProxyModel>
 #include <QTableView>
 #include <QVBoxLayout>
@@ -98,6 +100,23 @@ void LayerBrowserWidget::setDocument(ProjectDocument *doc)
                                      new SettingDelegate(LayerTableModel::ChoicesRole, m_view));
     m_view->setEditTriggers(QAbstractItemView::DoubleClicked | QAbstractItemView::EditKeyPressed);
     m_view->setSelectionMode(QAbstractItemView::ExtendedSelection);
+    // The recipe columns need the room: the block is in the name, the parameter count in the
+    // shape and the share in the tooltip; all come back from the header's context menu.
+    QHeaderView *header = m_view->horizontalHeader();
+    header->setSectionHidden(LayerTableModel::BlockColumn, true);
+    header->setSectionHidden(LayerTableModel::ShareColumn, true);
+    header->setSectionHidden(LayerTableModel::ParametersColumn, true); // the shape says it
+    header->setContextMenuPolicy(Qt::CustomContextMenu);
+    connect(header, &QWidget::customContextMenuRequested, this, [this, header](const QPoint &pos) {
+        QMenu menu(this);
+        for (int c = 1; c < LayerTableModel::ColumnCount; ++c) {
+            QAction *a = menu.addAction(m_tableModel->headerData(c, Qt::Horizontal).toString());
+            a->setCheckable(true);
+            a->setChecked(!header->isSectionHidden(c));
+            connect(a, &QAction::toggled, header, [header, c](bool on) { header->setSectionHidden(c, !on); });
+        }
+        menu.exec(header->mapToGlobal(pos));
+    });
     connect(doc, &ProjectDocument::recipeChanged, this, &LayerBrowserWidget::updateSummary);
     connect(doc, &ProjectDocument::modelChanged, this, &LayerBrowserWidget::updateSummary);
     connect(doc, &ProjectDocument::selectionChanged, this, &LayerBrowserWidget::selectionFromDocument);

@@ -300,6 +300,8 @@ bool MainWindow::showOnlyView(const QString &name)
         d->setVisible(d->objectName() == name + QStringLiteral("Dock"));
     m_summaryDock->setVisible(name == QLatin1String("model"));
     m_layers->setVisible(name == QLatin1String("model"));
+    if (name == QLatin1String("model"))
+        resizeDocks({m_summaryDock}, {230}, Qt::Horizontal);
     return true;
 }
 
