@@ -3,6 +3,7 @@
 
 #include <QApplication>
 #include <QFileDialog>
+#include <QDir>
 #include <QFileInfo>
 #include <QMenu>
 #include <QPalette>
@@ -14,6 +15,8 @@ namespace bitsmith::ui {
 bool exportPlot(QCustomPlot *plot, const QString &path)
 {
     const QString suffix = QFileInfo(path).suffix().toLower();
+    if (!QFileInfo(path).absoluteDir().exists() || plot->width() <= 0 || plot->height() <= 0)
+        return false;
     // Written to a temporary name and renamed: a failure never leaves half a file behind.
     const QString tmp = path + QStringLiteral(".part");
     bool ok = false;
