@@ -40,8 +40,16 @@ AssignmentWidget::AssignmentWidget(ProjectDocument *doc, QWidget *parent)
     m_table->setShowGrid(false);
     m_table->setTextElideMode(Qt::ElideMiddle);
     m_table->horizontalHeader()->setSectionResizeMode(AssignmentTableModel::NameColumn, QHeaderView::Stretch);
-    for (int c = 1; c < AssignmentTableModel::ColumnCount; ++c)
-        m_table->horizontalHeader()->setSectionResizeMode(c, QHeaderView::ResizeToContents);
+    // Fixed widths from the font, not ResizeToContents: that re-measures every row on every
+    // edit, which costs tens of milliseconds with hundreds of layers.
+    const QFontMetrics fm = m_table->fontMetrics();
+    const int widths[] = {0, fm.horizontalAdvance(QStringLiteral("11008 × 4096")), fm.horizontalAdvance(QStringLiteral("gptq:w4g128 ")),
+                          fm.horizontalAdvance(QStringLiteral("Bits/weight")), fm.horizontalAdvance(QStringLiteral("999.99 KiB")),
+                          fm.horizontalAdvance(QStringLiteral("Predicted Δloss"))};
+    for (int c = 1; c < AssignmentTableModel::ColumnCount; ++c) {
+        m_table->horizontalHeader()->setSectionResizeMode(c, QHeaderView::Interactive);
+        m_table->setColumnWidth(c, widths[c] + 24);
+    }
 
     m_setCombo = new QComboBox(this);
     m_setCombo->setObjectName(QStringLiteral("setSelectedCombo"));
