@@ -196,8 +196,8 @@ bool AssignmentWidget::fillToBudget()
     m_doc->layerModel()->setChangedRows(rows);
     QStringList lines;
     for (int l : *changed) {
-        if (lines.size() == 12) {
-            lines << tr("… and %1 more").arg(changed->size() - 12);
+        if (lines.size() == 6) {
+            lines << tr("… and %1 more").arg(changed->size() - 6);
             break;
         }
         lines << QStringLiteral("%1: %2 → %3")

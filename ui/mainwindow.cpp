@@ -263,10 +263,12 @@ void MainWindow::createViews()
         m_viewDocks << dock;
     }
     m_summaryDock->toggleViewAction()->setShortcut(QKeySequence(Qt::ALT | Qt::Key_1));
+    // The summary joins the right-hand tabs: the layer table needs the width more.
+    tabifyDockWidget(firstRight, m_summaryDock);
     firstRight->raise();
     firstBottom->raise();
-    resizeDocks({firstRight}, {560}, Qt::Horizontal);
-    resizeDocks({firstBottom}, {300}, Qt::Vertical);
+    resizeDocks({firstRight}, {620}, Qt::Horizontal);
+    resizeDocks({firstBottom}, {270}, Qt::Vertical);
     // A job's failure is reported in the Jobs view and the status bar, never as a blocking dialog.
     connect(m_jobs, &JobManager::jobFinished, this, [this](Job *job, bool ok) {
         if (ok)
@@ -301,7 +303,7 @@ bool MainWindow::showOnlyView(const QString &name)
     m_summaryDock->setVisible(name == QLatin1String("model"));
     m_layers->setVisible(name == QLatin1String("model"));
     if (name == QLatin1String("model"))
-        resizeDocks({m_summaryDock}, {230}, Qt::Horizontal);
+        resizeDocks({m_summaryDock}, {290}, Qt::Horizontal);
     return true;
 }
 

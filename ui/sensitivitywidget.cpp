@@ -254,7 +254,9 @@ void SensitivityWidget::fillMap(QCPColorMap *map, QCPColorScale *scale, Sensitiv
     for (int s = 0; s < S; ++s)
         xt->addTick(s, r.settings[static_cast<std::size_t>(s)].label());
     map->keyAxis()->setTicker(xt);
-    map->keyAxis()->setTickLabelRotation(S > 4 ? 30 : 0);
+    // Rotated labels when the columns are narrower than a label.
+    const int columnPixels = map->keyAxis()->axisRect()->width() / std::max(1, S);
+    map->keyAxis()->setTickLabelRotation(columnPixels < 90 ? 35 : 0);
     map->keyAxis()->setRange(-0.5, S - 0.5);
     QSharedPointer<QCPAxisTickerText> yt(new QCPAxisTickerText);
     // Labels at least ~13 px apart at the plot's current height (re-done on resize).
