@@ -315,6 +315,7 @@ void TestWorkbench::heatmapHoverAndClick()
     w.show();
     QVERIFY(openDefault(w));
     w.document()->setSensitivity(*m_result);
+    QVERIFY(w.showOnlyView(QStringLiteral("sensitivity")));
     QVERIFY(QTest::qWaitForWindowExposed(&w));
     ui::SensitivityWidget *view = w.sensitivityView();
     QTest::qWait(50); // the heatmap was hidden until results came: let the layout run
