@@ -24,9 +24,52 @@ Job::Job(QString name, Work work, QObject *parent)
     connect(&m_watcher, &QFutureWatcher<core::Expected<Apply>>::finished, this, &Job::onWorkerFinished);
 }
 
+Job::Job(QString name, std::function<void()> cancel, QObject *parent)
+    : QObject(parent)
+    , m_name(std::move(name))
+    , m_externalCancel(std::move(cancel))
+{
+    m_started = true;
+    m_timer.start();
+}
+
+void Job::reportProgress(double fraction)
+{
+    if (m_state != State::Running)
+        return;
+    m_progress = fraction;
+    emit changed();
+}
+
+void Job::reportStatus(const QString &text)
+{
+    if (m_state != State::Running)
+        return;
+    m_status = text;
+    emit changed();
+}
+
+void Job::reportFinished(const std::optional<core::Error> &error)
+{
+    if (m_state != State::Running)
+        return;
+    m_finalMs = m_timer.elapsed();
+    m_error = error;
+    if (!error) {
+        m_state = State::Succeeded;
+        m_progress = 1.0;
+        m_status = tr("done");
+    } else {
+        m_state = error->code == core::ErrorCode::Cancelled ? State::Cancelled : State::Failed;
+        m_status = m_state == State::Cancelled ? tr("cancelled") : error->message;
+    }
+    emit changed();
+    emit finished(!error);
+}
+
 Job::~Job()
 {
-    if (m_started && !m_watcher.isFinished()) {
+    if (!m_externalCancel && m_started && !m_watcher.isFinished()) {
         m_feedback->cancel();
         m_watcher.waitForFinished();
     }
@@ -34,7 +77,7 @@ Job::~Job()
 
 void Job::start()
 {
-    if (m_started)
+    if (m_started || m_externalCancel)
         return;
     m_started = true;
     m_timer.start();
@@ -47,14 +90,17 @@ void Job::cancel()
 {
     if (m_state != State::Running)
         return;
-    m_feedback->cancel();
+    if (m_externalCancel)
+        m_externalCancel();
+    else
+        m_feedback->cancel();
     m_status = tr("cancelling…");
     emit changed();
 }
 
 void Job::waitForFinished()
 {
-    if (m_started && m_state == State::Running) {
+    if (!m_externalCancel && m_started && m_state == State::Running) {
         m_watcher.waitForFinished();
         if (m_state == State::Running) // the watcher's signal is still queued: deliver now
             onWorkerFinished();
@@ -118,6 +164,15 @@ Job *JobManager::start(const QString &name, Job::Work work)
     connect(job, &Job::finished, this, [this, job](bool ok) { emit jobFinished(job, ok); });
     emit jobAdded(job);
     job->start();
+    return job;
+}
+
+Job *JobManager::track(const QString &name, std::function<void()> cancel)
+{
+    auto *job = new Job(name, std::move(cancel), this);
+    m_jobs.append(job);
+    connect(job, &Job::finished, this, [this, job](bool ok) { emit jobFinished(job, ok); });
+    emit jobAdded(job);
     return job;
 }
 

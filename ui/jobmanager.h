@@ -33,6 +33,12 @@ public:
     using Work = std::function<core::Expected<Apply>(core::Feedback &)>;
 
     Job(QString name, Work work, QObject *parent = nullptr);
+    // A job whose work runs elsewhere (e.g. the window's model load): the owner reports through
+    // reportProgress/reportStatus/reportFinished; cancel() calls `cancel`.
+    Job(QString name, std::function<void()> cancel, QObject *parent = nullptr);
+    void reportProgress(double fraction);
+    void reportStatus(const QString &text);
+    void reportFinished(const std::optional<core::Error> &error);
     // Cancels and waits for the worker, which never outlives its feedback object.
     ~Job() override;
 
@@ -69,6 +75,7 @@ private:
     QString m_status;
     std::optional<core::Error> m_error;
     bool m_started = false;
+    std::function<void()> m_externalCancel; // set for external jobs
 };
 
 class JobManager : public QObject
@@ -81,6 +88,8 @@ public:
 
     // Creates and starts a job; the manager owns it (finished jobs stay listed).
     Job *start(const QString &name, Job::Work work);
+    // Lists work that runs elsewhere (see Job's second constructor); the manager owns the Job.
+    Job *track(const QString &name, std::function<void()> cancel);
     const QList<Job *> &jobs() const { return m_jobs; }
     int runningCount() const;
     void cancelAll();

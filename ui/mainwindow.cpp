@@ -353,6 +353,18 @@ void MainWindow::openModel(const QString &folderOrName)
     connect(m_job, &ModelLoadJob::progressChanged, this, &MainWindow::onJobProgress);
     connect(m_job, &ModelLoadJob::statusChanged, this, &MainWindow::onJobStatus);
     connect(m_job, &ModelLoadJob::finished, this, &MainWindow::onJobFinished);
+    // Listed in the Jobs view too; Cancel there cancels this load.
+    QPointer<ModelLoadJob> load = m_job;
+    Job *listed = m_jobs->track(tr("Load %1").arg(QFileInfo(folder).fileName()), [load] {
+        if (load)
+            load->cancel();
+    });
+    connect(m_job, &ModelLoadJob::progressChanged, listed, &Job::reportProgress);
+    connect(m_job, &ModelLoadJob::statusChanged, listed, &Job::reportStatus);
+    connect(m_job, &ModelLoadJob::finished, listed, [listed, load] {
+        listed->reportFinished(load && !load->succeeded() ? std::optional<core::Error>(load->error())
+                                                          : std::optional<core::Error>());
+    });
     setLoading(true);
     statusBar()->showMessage(tr("Loading %1…").arg(QDir::toNativeSeparators(folder)));
     m_loadTimer.start();
@@ -568,6 +580,8 @@ bool MainWindow::saveProject()
 void MainWindow::newProject()
 {
     m_doc->setModel(m_model, m_doc->modelReference());
+    m_doc->setSensitivity(std::nullopt);
+    m_doc->setClean();
     m_doc->setFileName({});
     if (m_model)
         m_doc->selectLayer(0);

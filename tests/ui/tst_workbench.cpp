@@ -131,6 +131,10 @@ void TestWorkbench::mainFlow()
     ui::ProjectDocument *doc = w.document();
     QCOMPARE(doc->layerCount(), 8 * 7); // the linears of 8 blocks (the head stays dense)
     QVERIFY(!doc->sensitivity());
+    // The load is listed in the Jobs view, finished.
+    QCOMPARE(w.jobs()->jobs().size(), 1);
+    QVERIFY(w.jobs()->jobs().first()->name().startsWith(QStringLiteral("Load")));
+    QCOMPARE(w.jobs()->jobs().first()->state(), ui::Job::State::Succeeded);
 
     // Run the sensitivity sweep: a job; the window keeps running meanwhile.
     ui::Job *sweep = w.runSensitivity(testSweep());
@@ -240,6 +244,13 @@ void TestWorkbench::mainFlow()
     QCOMPARE(w2.frontierView()->currentMarker(), w.frontierView()->currentMarker());
     QVERIFY(!doc2->isModified());
     QCOMPARE(doc2->fileName(), path);
+
+    // File → New: the default recipe, no results, no file.
+    w2.newProject();
+    QVERIFY(!doc2->sensitivity());
+    QVERIFY(doc2->savedConfigurations().empty());
+    QVERIFY(doc2->fileName().isEmpty());
+    QCOMPARE(doc2->setting(layer).label(), QStringLiteral("rtn:w4g128"));
 }
 
 void TestWorkbench::cancelRunningJob()
