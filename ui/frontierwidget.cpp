@@ -169,7 +169,6 @@ Job *startMeasure(JobManager *jobs, ProjectDocument *doc, const QString &name, s
 {
     if (!doc->model())
         return nullptr;
-    QPointer<ProjectDocument> d = doc;
     std::shared_ptr<const core::Model> model = doc->model();
     QString evalText;
     int ctx = 128, windows = 4;
@@ -179,15 +178,16 @@ Job *startMeasure(JobManager *jobs, ProjectDocument *doc, const QString &name, s
         windows = std::max(2, doc->sensitivity()->windows);
     }
     ctx = std::min(ctx, model->config().maxPositions);
-    return jobs->start(name, [model, requests, evalText, ctx, windows, d](core::Feedback &fb) -> core::Expected<Job::Apply> {
-        auto points = measureRecipes(model, requests, evalText, ctx, windows, fb);
+    // Each point is published as soon as it is measured (queued to the document's thread; the
+    // document outlives every worker: MainWindow deletes its jobs first).
+    ProjectDocument *target = doc;
+    return jobs->start(name, [model, requests, evalText, ctx, windows, target](core::Feedback &fb) -> core::Expected<Job::Apply> {
+        auto points = measureRecipes(model, requests, evalText, ctx, windows, fb, [target](const core::MeasuredPoint &p) {
+            QMetaObject::invokeMethod(target, [target, p] { target->addMeasuredPoint(p); }, Qt::QueuedConnection);
+        });
         if (!points)
             return core::unexpected(points.error());
-        return Job::Apply([d, p = std::move(*points)] {
-            if (d)
-                for (const core::MeasuredPoint &m : p)
-                    d->addMeasuredPoint(m);
-        });
+        return Job::Apply{};
     });
 }
 

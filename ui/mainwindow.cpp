@@ -107,7 +107,14 @@ MainWindow::MainWindow(QWidget *parent)
     setModel(nullptr);
 }
 
-MainWindow::~MainWindow() = default; // a running job is a child: its destructor cancels and waits
+MainWindow::~MainWindow()
+{
+    // Workers first (each Job's destructor cancels and waits), while the document they may post
+    // results to still exists; a running model load is a child: its destructor does the same.
+    m_jobs->cancelAll();
+    delete m_jobs;
+    m_jobs = nullptr;
+}
 
 void MainWindow::createActions()
 {

@@ -124,10 +124,9 @@ core::Expected<core::SensitivityResult> runSweep(std::shared_ptr<const core::Mod
     return r;
 }
 
-core::Expected<std::vector<core::MeasuredPoint>> measureRecipes(std::shared_ptr<const core::Model> model,
-                                                                const std::vector<MeasureRequest> &requests,
-                                                                const QString &evalText, int ctx, int windows,
-                                                                core::Feedback &feedback)
+core::Expected<std::vector<core::MeasuredPoint>> measureRecipes(
+    std::shared_ptr<const core::Model> model, const std::vector<MeasureRequest> &requests, const QString &evalText,
+    int ctx, int windows, core::Feedback &feedback, const std::function<void(const core::MeasuredPoint &)> &onPoint)
 {
     const QString evalPath = modelText(*model, evalText, "eval.txt");
     if (evalPath.isEmpty())
@@ -168,6 +167,8 @@ core::Expected<std::vector<core::MeasuredPoint>> measureRecipes(std::shared_ptr<
         p.deltaLoss = cmp->candidate.meanNll - cmp->reference.meanNll;
         p.perplexity = cmp->candidate.perplexity;
         p.recipe = req.recipe;
+        if (onPoint)
+            onPoint(p);
         out.push_back(std::move(p));
         feedback.setProgress((static_cast<double>(i) + 1.0) / n);
     }

@@ -12,6 +12,8 @@
 
 #include <QString>
 
+#include <functional>
+
 #include <memory>
 #include <vector>
 
@@ -42,10 +44,11 @@ struct MeasureRequest
 
 // Compresses the model with each recipe and compares it with the original on `windows` windows
 // of `ctx` tokens of the evaluation text (the model folder's eval.txt when `evalText` is empty).
-core::Expected<std::vector<core::MeasuredPoint>> measureRecipes(std::shared_ptr<const core::Model> model,
-                                                                const std::vector<MeasureRequest> &requests,
-                                                                const QString &evalText, int ctx, int windows,
-                                                                core::Feedback &feedback);
+// `onPoint` (optional) is called on the worker thread as each point is measured.
+core::Expected<std::vector<core::MeasuredPoint>> measureRecipes(
+    std::shared_ptr<const core::Model> model, const std::vector<MeasureRequest> &requests, const QString &evalText,
+    int ctx, int windows, core::Feedback &feedback,
+    const std::function<void(const core::MeasuredPoint &)> &onPoint = {});
 
 struct TryItResult
 {
