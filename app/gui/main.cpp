@@ -170,7 +170,8 @@ int main(int argc, char **argv)
         };
         if (isFile) {
             QObject::connect(&window, &bitsmith::ui::MainWindow::projectOpened, &app, finish);
-            window.openProject(model);
+            // From inside the event loop: a bad file fails at once, and exit() needs a running loop.
+            QTimer::singleShot(0, &window, [&] { window.openProject(model); });
         } else {
             QObject::connect(&window, &bitsmith::ui::MainWindow::loadFinished, &app, finish);
             window.openModel(model);
