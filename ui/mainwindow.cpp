@@ -536,7 +536,11 @@ void MainWindow::openProject(const QString &path)
         return;
     }
     addRecentFile(path);
-    if (m_model && (exp->modelHash.isEmpty() || exp->modelHash == m_model->weightsHash())) {
+    // The model on display when the experiment names its folder (or, failing that, its weights:
+    // hashing them is the slow path, taken only for experiments made elsewhere).
+    const bool sameFolder = m_model && !exp->modelFolder.isEmpty()
+                            && QFileInfo(exp->modelFolder).canonicalFilePath() == QFileInfo(m_model->folder()).canonicalFilePath();
+    if (m_model && (sameFolder || exp->modelHash.isEmpty() || exp->modelHash == m_model->weightsHash())) {
         m_doc->setSensitivity(std::move(*exp));
         emit projectOpened(true);
         return;

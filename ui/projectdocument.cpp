@@ -126,9 +126,9 @@ void ProjectDocument::setModel(std::shared_ptr<const core::Model> model, const Q
         m_recipe.modelArchitecture = m_model->config().architectureName;
     }
     m_undo->clear();
-    if (m_sensitivity && m_model && !m_sensitivity->modelHash.isEmpty()
-        && m_sensitivity->modelHash != m_model->weightsHash())
-        m_sensitivity.reset();
+    // A new model starts a new project (restoreProject() brings a project's results back);
+    // checking whether old results still fit would hash every weight on the UI thread.
+    m_sensitivity.reset();
     m_saved.clear();
     m_measured.clear();
     m_frontier.clear();

@@ -45,8 +45,7 @@ public:
 
     // ---- model ----
     // Sets the model (null clears); `reference` is what a project stores to reopen it ("default"
-    // or a folder). Resets recipe (to `recipe` if given), undo history and selection; keeps the
-    // sensitivity only if it was made for the same weights.
+    // or a folder). Resets recipe (to `recipe` if given), undo history, selection and results.
     void setModel(std::shared_ptr<const core::Model> model, const QString &reference,
                   std::optional<core::Recipe> recipe = std::nullopt);
     const std::shared_ptr<const core::Model> &model() const { return m_model; }
