@@ -14,6 +14,7 @@
 #include "plotutil.h"
 #include "projectdocument.h"
 #include "sensitivitywidget.h"
+#include "sweepdialog.h"
 #include "tryitwidget.h"
 #include "workbenchtasks.h"
 
@@ -160,6 +161,13 @@ void MainWindow::createActions()
     sweep->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_R));
     sweep->setStatusTip(tr("Per layer × {RTN 2, 3, 4, 8 bits}: Δloss, KL, perplexity and proxies on 2 windows of the "
                            "evaluation text"));
+    QAction *sweepDialog = analysis->addAction(tr("Run Sensitivity &With Settings…"), this, [this] {
+        auto *dialog = new SweepDialog(SweepSpec::quick(), this);
+        dialog->setAttribute(Qt::WA_DeleteOnClose);
+        connect(dialog, &QDialog::accepted, this, [this, dialog] { runSensitivity(dialog->spec()); });
+        dialog->open();
+    });
+    sweepDialog->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_R));
     analysis->addAction(tr("&Fill to Budget"), QKeySequence(Qt::CTRL | Qt::Key_B), this,
                         [this] { m_assignment->fillToBudget(); });
     analysis->addAction(tr("&Measure Current Recipe"), QKeySequence(Qt::CTRL | Qt::Key_M), this,

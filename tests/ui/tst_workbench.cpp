@@ -19,12 +19,14 @@
 #include "ui/plotutil.h"
 #include "ui/projectdocument.h"
 #include "ui/sensitivitywidget.h"
+#include "ui/sweepdialog.h"
 #include "ui/tryitwidget.h"
 #include "ui/workbenchtasks.h"
 
 #include <QApplication>
 #include <QFile>
 #include <QItemSelectionModel>
+#include <QLineEdit>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QSortFilterProxyModel>
@@ -101,6 +103,7 @@ private slots:
     void darkTheme();
     void autosaveAndRecovery();
     void openExperimentFile();
+    void sweepDialog();
 
 private:
     bool openDefault(ui::MainWindow &w);
@@ -491,6 +494,27 @@ void TestWorkbench::openExperimentFile()
     QCOMPARE(opened.last().first().toBool(), true);
     QVERIFY(w.document()->sensitivity());
     QCOMPARE(w.document()->sensitivity()->kl, m_result->kl);
+}
+
+void TestWorkbench::sweepDialog()
+{
+    ui::SweepDialog dialog(ui::SweepSpec::quick());
+    dialog.open();
+    auto *candidates = dialog.findChild<QLineEdit *>(QStringLiteral("sweepCandidates"));
+    QVERIFY(candidates);
+    QSignalSpy accepted(&dialog, &QDialog::accepted);
+    candidates->setText(QStringLiteral("rtn:w9g64")); // 9 bits: rejected, the dialog stays open
+    dialog.accept();
+    QCOMPARE(accepted.size(), 0);
+    QVERIFY(dialog.isVisible());
+    QVERIFY(candidates->toolTip().contains(QStringLiteral("HINT")));
+    candidates->setText(QStringLiteral("gptq:w3g64, rtn:w8"));
+    dialog.accept();
+    QCOMPARE(accepted.size(), 1);
+    const ui::SweepSpec spec = dialog.spec();
+    QCOMPARE(spec.candidates, QStringLiteral("gptq:w3g64, rtn:w8"));
+    QCOMPARE(spec.options.windows, ui::SweepSpec::quick().options.windows);
+    QCOMPARE(core::parseSensitivitySettings(spec.candidates)->size(), std::size_t(2));
 }
 
 QTEST_MAIN(TestWorkbench)
