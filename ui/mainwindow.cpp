@@ -340,6 +340,8 @@ void MainWindow::setDarkTheme(bool dark)
         pal.setColor(QPalette::ToolTipBase, QColor(60, 60, 64));
         pal.setColor(QPalette::ToolTipText, QColor(230, 230, 230));
         pal.setColor(QPalette::PlaceholderText, QColor(140, 140, 140));
+        for (QPalette::ColorRole role : {QPalette::WindowText, QPalette::Text, QPalette::ButtonText})
+            pal.setColor(QPalette::Disabled, role, QColor(120, 120, 120));
     } else {
         pal = QApplication::style()->standardPalette();
     }

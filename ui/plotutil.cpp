@@ -80,6 +80,18 @@ void applyPlotPalette(QCustomPlot *plot)
             axis->setLabelColor(fg);
             axis->grid()->setPen(QPen(grid, 1, Qt::DotLine));
         }
+    // Colour scales keep their own axis outside the plot's axis rects.
+    for (QCPLayoutElement *e : plot->plotLayout()->elements(true))
+        if (auto *scale = qobject_cast<QCPColorScale *>(e)) {
+            QCPAxis *axis = scale->axis();
+            axis->setBasePen(QPen(fg));
+            axis->setTickPen(QPen(fg));
+            axis->setSubTickPen(QPen(fg));
+            axis->setTickLabelColor(fg);
+            axis->setLabelColor(fg);
+        } else if (auto *title = qobject_cast<QCPTextElement *>(e)) {
+            title->setTextColor(fg);
+        }
     if (plot->legend) {
         plot->legend->setBrush(bg);
         plot->legend->setTextColor(fg);

@@ -114,7 +114,9 @@ int main(int argc, char **argv)
         QStringLiteral("With --screenshot: render only this view: %1.")
             .arg(bitsmith::ui::MainWindow::viewNames().join(QStringLiteral(", "))),
         QStringLiteral("NAME"));
-    parser.addOptions({screenshotOption, widthOption, heightOption, viewOption});
+    const QCommandLineOption themeOption(QStringLiteral("theme"), QStringLiteral("light (default) or dark."),
+                                         QStringLiteral("NAME"), QStringLiteral("light"));
+    parser.addOptions({screenshotOption, widthOption, heightOption, viewOption, themeOption});
     parser.process(app); // --help, --version and unknown options exit here
 
     const QStringList positional = parser.positionalArguments();
@@ -145,8 +147,16 @@ int main(int argc, char **argv)
     // A file is a project or an experiment; a folder (or "default") is a model.
     const bool isFile = QFileInfo(model).isFile();
 
+    const QString theme = parser.value(themeOption);
+    if (theme != QLatin1String("light") && theme != QLatin1String("dark")) {
+        printError(QStringLiteral("unknown theme '%1'").arg(theme), QStringLiteral("HINT: --theme light or --theme dark"));
+        return 2;
+    }
+
     bitsmith::ui::MainWindow window;
     window.resize(width, height);
+    if (theme == QLatin1String("dark"))
+        window.setDarkTheme(true);
 
     if (parser.isSet(screenshotOption)) {
         if (screenshotPath.isEmpty()) {

@@ -438,6 +438,13 @@ void TestWorkbench::darkTheme()
     QVERIFY(QApplication::palette().color(QPalette::Base).lightness() < 80);
     const QCustomPlot *plot = w.frontierView()->plot();
     QCOMPARE(plot->xAxis->tickLabelColor(), QApplication::palette().color(QPalette::Text));
+    // The colour scale beside the heatmap has its own axis: themed too.
+    QCPColorScale *scale = nullptr;
+    for (QCPLayoutElement *e : w.sensitivityView()->heatmap()->plotLayout()->elements(true))
+        if (auto *s = qobject_cast<QCPColorScale *>(e))
+            scale = s;
+    QVERIFY(scale);
+    QCOMPARE(scale->axis()->tickLabelColor(), QApplication::palette().color(QPalette::Text));
     w.setDarkTheme(false);
     QVERIFY(QApplication::palette().color(QPalette::Base).lightness() > 180);
     QCOMPARE(plot->xAxis->tickLabelColor(), QApplication::palette().color(QPalette::Text));
