@@ -16,6 +16,7 @@ class QTableView;
 namespace bitsmith::ui {
 
 class LayerTableModel;
+class ProjectDocument;
 
 class LayerBrowserWidget : public QWidget
 {
@@ -26,6 +27,11 @@ public:
 
     // Shows `model`'s weights in checkpoint order; null shows an empty table.
     void setModel(std::shared_ptr<const core::Model> model);
+
+    // Connects the table to the project: recipe columns, the summary line (total size, effective
+    // bits per weight vs the original) and the shared layer selection.
+    void setDocument(ProjectDocument *doc);
+    QLabel *recipeSummary() const { return m_summary; }
 
     // Case-insensitive substring over name and kind; empty shows every row.
     void setFilterText(const QString &text);
@@ -39,12 +45,18 @@ public:
 private:
     void updateCountLabel();
     void resizeColumnsToContents();
+    void updateSummary();
+    void selectionFromView();
+    void selectionFromDocument();
 
     LayerTableModel *m_tableModel = nullptr;
     QSortFilterProxyModel *m_proxy = nullptr;
     QLineEdit *m_filter = nullptr;
     QLabel *m_count = nullptr;
     QTableView *m_view = nullptr;
+    QLabel *m_summary = nullptr;
+    ProjectDocument *m_doc = nullptr;
+    bool m_syncing = false;
 };
 
 } // namespace bitsmith::ui

@@ -1,9 +1,13 @@
 // layertablemodel.cpp: display, sort and tooltip values of the layer table.
 #include "layertablemodel.h"
 
+#include "assignmenttablemodel.h"
 #include "formatting.h"
+#include "projectdocument.h"
 
 #include <QRegularExpression>
+
+#include <cmath>
 
 namespace bitsmith::ui {
 
@@ -60,7 +64,73 @@ void LayerTableModel::setModel(std::shared_ptr<const core::Model> model)
     beginResetModel();
     m_model = std::move(model);
     m_totalParameters = m_model ? m_model->totalParameters() : 0;
+    rebuildLayerMap();
     endResetModel();
+}
+
+void LayerTableModel::setDocument(ProjectDocument *doc)
+{
+    if (m_doc)
+        disconnect(m_doc, nullptr, this, nullptr);
+    m_doc = doc;
+    if (m_doc) {
+        auto refresh = [this] {
+            if (rowCount() > 0)
+                emit dataChanged(index(0, SettingColumn), index(rowCount() - 1, SizeColumn));
+        };
+        connect(m_doc, &ProjectDocument::recipeChanged, this, refresh);
+        connect(m_doc, &ProjectDocument::modelChanged, this, [this] {
+            beginResetModel();
+            rebuildLayerMap();
+            endResetModel();
+        });
+    }
+    beginResetModel();
+    rebuildLayerMap();
+    endResetModel();
+}
+
+void LayerTableModel::rebuildLayerMap()
+{
+    const int rows = rowCount();
+    m_layerOfRow.assign(static_cast<std::size_t>(rows), -1);
+    m_rowOfLayer.assign(m_doc ? static_cast<std::size_t>(m_doc->layerCount()) : 0, -1);
+    // Only when the document shows this very model (it follows the window's model).
+    if (!m_doc || !m_model || m_doc->model() != m_model)
+        return;
+    for (int r = 0; r < rows; ++r) {
+        const int l = m_doc->layerIndex(m_model->weights()[static_cast<std::size_t>(r)].name);
+        m_layerOfRow[static_cast<std::size_t>(r)] = l;
+        if (l >= 0)
+            m_rowOfLayer[static_cast<std::size_t>(l)] = r;
+    }
+}
+
+int LayerTableModel::layerOfRow(int row) const
+{
+    return row >= 0 && row < static_cast<int>(m_layerOfRow.size()) ? m_layerOfRow[static_cast<std::size_t>(row)] : -1;
+}
+
+int LayerTableModel::rowOfLayer(int layer) const
+{
+    return layer >= 0 && layer < static_cast<int>(m_rowOfLayer.size()) ? m_rowOfLayer[static_cast<std::size_t>(layer)] : -1;
+}
+
+bool LayerTableModel::setData(const QModelIndex &index, const QVariant &value, int role)
+{
+    const int layer = index.isValid() ? layerOfRow(index.row()) : -1;
+    if (layer < 0 || index.column() != SettingColumn || role != Qt::EditRole)
+        return false;
+    // The assignment model parses and pushes the undo command; one code path for both tables.
+    return m_doc->layerModel()->setData(m_doc->layerModel()->index(layer, AssignmentTableModel::SettingColumn), value, role);
+}
+
+Qt::ItemFlags LayerTableModel::flags(const QModelIndex &index) const
+{
+    Qt::ItemFlags f = QAbstractTableModel::flags(index);
+    if (index.isValid() && index.column() == SettingColumn && layerOfRow(index.row()) >= 0)
+        f |= Qt::ItemIsEditable;
+    return f;
 }
 
 const core::WeightInfo *LayerTableModel::weightAt(int row) const
@@ -88,6 +158,38 @@ QVariant LayerTableModel::data(const QModelIndex &index, int role) const
     if (!w)
         return {};
     const int column = index.column();
+    if (column >= SettingColumn) {
+        const int layer = layerOfRow(index.row());
+        const bool hasSetting = layer >= 0;
+        const core::LayerSetting setting = hasSetting ? m_doc->setting(layer) : core::LayerSetting{};
+        const double bytes = hasSetting ? m_doc->layerBytes(layer, setting) : static_cast<double>(w->storedBytes);
+        const double bpw = w->parameters > 0 ? 8.0 * bytes / static_cast<double>(w->parameters) : 0.0;
+        switch (role) {
+        case Qt::DisplayRole:
+        case Qt::EditRole:
+            if (column == SettingColumn)
+                return hasSetting ? setting.label() : QStringLiteral("–");
+            if (column == EffectiveBitsColumn)
+                return QString::number(bpw, 'f', 3);
+            return formatBytes(static_cast<std::int64_t>(std::llround(bytes)));
+        case SortRole:
+            if (column == SettingColumn)
+                return hasSetting ? setting.label() : QString();
+            return column == EffectiveBitsColumn ? bpw : bytes;
+        case FilterRole:
+            return w->name + QLatin1Char(' ') + QLatin1String(core::weightRoleName(w->role));
+        case ChoicesRole:
+            return m_doc ? m_doc->layerModel()->choices() : QStringList();
+        case Qt::ToolTipRole:
+            return hasSetting ? tr("Setting of the current recipe (double-click to change; undoable)")
+                              : tr("Not a compressible layer: kept as stored");
+        case Qt::TextAlignmentRole:
+            return QVariant::fromValue(column == SettingColumn ? Qt::AlignLeft | Qt::AlignVCenter
+                                                               : Qt::AlignRight | Qt::AlignVCenter);
+        default:
+            return {};
+        }
+    }
     switch (role) {
     case Qt::DisplayRole:
         return displayValue(*w, column);
@@ -177,6 +279,9 @@ QVariant LayerTableModel::headerData(int section, Qt::Orientation orientation, i
         case DTypeColumn: return tr("Format");
         case BytesColumn: return tr("Bytes");
         case ShareColumn: return tr("% of model");
+        case SettingColumn: return tr("Setting");
+        case EffectiveBitsColumn: return tr("Eff. bits");
+        case SizeColumn: return tr("Size");
         default: return {};
         }
     }
@@ -190,12 +295,15 @@ QVariant LayerTableModel::headerData(int section, Qt::Orientation orientation, i
         case DTypeColumn: return tr("Element type, or the quantization format (bits, group size) of a compressed layer");
         case BytesColumn: return tr("Bytes in the safetensors file");
         case ShareColumn: return tr("Share of the model's parameters");
+        case SettingColumn: return tr("The current recipe's setting for this layer (technique:wBITS[gGROUP], or dense)");
+        case EffectiveBitsColumn: return tr("Effective bits per weight under the current recipe (scales and zeros counted)");
+        case SizeColumn: return tr("Size under the current recipe");
         default: return {};
         }
     }
     if (role == Qt::TextAlignmentRole)
         return QVariant::fromValue(section == NameColumn || section == KindColumn
-                                           || section == DTypeColumn
+                                           || section == DTypeColumn || section == SettingColumn
                                        ? Qt::AlignLeft | Qt::AlignVCenter
                                        : Qt::AlignRight | Qt::AlignVCenter);
     return {};

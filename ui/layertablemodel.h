@@ -7,8 +7,11 @@
 #include <QAbstractTableModel>
 
 #include <memory>
+#include <vector>
 
 namespace bitsmith::ui {
+
+class ProjectDocument;
 
 class LayerTableModel : public QAbstractTableModel
 {
@@ -16,7 +19,7 @@ class LayerTableModel : public QAbstractTableModel
 
 public:
     enum Column { NameColumn, BlockColumn, KindColumn, ShapeColumn, ParametersColumn, DTypeColumn,
-                  BytesColumn, ShareColumn, ColumnCount };
+                  BytesColumn, ShareColumn, SettingColumn, EffectiveBitsColumn, SizeColumn, ColumnCount };
 
     enum Role {
         // The value to sort by: numbers for numeric columns (so 8192 < 16384), a name key with
@@ -24,12 +27,24 @@ public:
         SortRole = Qt::UserRole,
         // "<name> <kind>" on every column: the text that the filter box matches.
         FilterRole,
+        // The setting choices of a compressible layer's Setting cell (for the combo editor).
+        ChoicesRole,
     };
 
     explicit LayerTableModel(QObject *parent = nullptr);
 
     // Shows `model`'s weights (null clears the table). Keeps the model alive while shown.
     void setModel(std::shared_ptr<const core::Model> model);
+    // The project whose recipe fills the Setting / Effective bits / Size columns (may be null:
+    // then those columns show the weights as stored). Edits of Setting go to the document.
+    void setDocument(ProjectDocument *doc);
+    ProjectDocument *document() const { return m_doc; }
+    // The compressible layer (document index) of a source row, -1 for other tensors.
+    int layerOfRow(int row) const;
+    // The source row of a compressible layer, -1 if none.
+    int rowOfLayer(int layer) const;
+    bool setData(const QModelIndex &index, const QVariant &value, int role = Qt::EditRole) override;
+    Qt::ItemFlags flags(const QModelIndex &index) const override;
     const std::shared_ptr<const core::Model> &model() const { return m_model; }
 
     // The weight shown in `row` (a source row, not a proxy row); null when out of range.
@@ -46,8 +61,13 @@ private:
     QVariant sortValue(const core::WeightInfo &w, int column) const;
     QString toolTip(const core::WeightInfo &w) const;
 
+    void rebuildLayerMap();
+
     std::shared_ptr<const core::Model> m_model;
     std::int64_t m_totalParameters = 0;
+    ProjectDocument *m_doc = nullptr;
+    std::vector<int> m_layerOfRow; // per source row
+    std::vector<int> m_rowOfLayer; // per document layer
 };
 
 } // namespace bitsmith::ui

@@ -1,18 +1,34 @@
-// mainwindow.cpp: menus, docks, status bar and the asynchronous model loading of the main window.
+// mainwindow.cpp: menus, docks, status bar, projects and the asynchronous model loading of the
+// main window.
 #include "mainwindow.h"
 
+#include "assignmentwidget.h"
 #include "formatting.h"
+#include "frontierwidget.h"
+#include "inspectorwidget.h"
+#include "jobmanager.h"
+#include "jobswidget.h"
 #include "layerbrowserwidget.h"
 #include "modelloadjob.h"
 #include "modelsummarywidget.h"
+#include "plotutil.h"
+#include "projectdocument.h"
+#include "sensitivitywidget.h"
+#include "sweepdialog.h"
+#include "tryitwidget.h"
+#include "workbenchtasks.h"
+
+#include "core/experiment.h" // loadSensitivityExperiment
 
 #include <QAction>
+#include <QActionGroup>
 #include <QApplication>
 #include <QCloseEvent>
 #include <QDir>
 #include <QDockWidget>
 #include <QDragEnterEvent>
 #include <QDropEvent>
+#include <QFile>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QLabel>
@@ -22,7 +38,15 @@
 #include <QProgressBar>
 #include <QScrollArea>
 #include <QStatusBar>
+#include <QPointer>
+#include <QSettings>
+#include <QStandardPaths>
+#include <QStyle>
+#include <QStyleFactory>
+#include <QTimer>
 #include <QToolButton>
+#include <QUndoStack>
+#include <qcustomplot.h>
 
 namespace bitsmith::ui {
 
@@ -50,6 +74,8 @@ MainWindow::MainWindow(QWidget *parent)
     , m_layers(new LayerBrowserWidget(this))
     , m_summary(new ModelSummaryWidget)
     , m_summaryDock(new QDockWidget(tr("Summary"), this))
+    , m_doc(new ProjectDocument(this))
+    , m_jobs(new JobManager(this))
 {
     setObjectName(QStringLiteral("mainWindow"));
     setCentralWidget(m_layers);
@@ -65,33 +91,117 @@ MainWindow::MainWindow(QWidget *parent)
     m_summaryDock->setObjectName(QStringLiteral("summaryDock"));
     m_summaryDock->setWidget(scroll);
 
+    m_layers->setDocument(m_doc);
     createActions();
     createStatusBar();
     addToolDock(Qt::LeftDockWidgetArea, m_summaryDock);
     resizeDocks({m_summaryDock}, {350}, Qt::Horizontal);
+    createViews();
+
+    m_autosave = new QTimer(this);
+    connect(m_autosave, &QTimer::timeout, this, &MainWindow::autosaveNow);
+    setAutosaveInterval(60000);
+    connect(m_doc, &ProjectDocument::modifiedChanged, this, &MainWindow::updateTitle);
+    connect(m_doc, &ProjectDocument::fileNameChanged, this, &MainWindow::updateTitle);
 
     resize(1280, 800);
     setModel(nullptr);
 }
 
-MainWindow::~MainWindow() = default; // a running job is a child: its destructor cancels and waits
+MainWindow::~MainWindow()
+{
+    // Workers first (each Job's destructor cancels and waits), while the document they may post
+    // results to still exists; a running model load is a child: its destructor does the same.
+    m_jobs->cancelAll();
+    delete m_jobs;
+    m_jobs = nullptr;
+}
 
 void MainWindow::createActions()
 {
     QMenu *file = menuBar()->addMenu(tr("&File"));
-    QAction *open = file->addAction(tr("&Open…"), this, &MainWindow::openFolderDialog);
-    open->setShortcut(QKeySequence::Open);
+    QAction *newProject = file->addAction(tr("&New Project"), this, &MainWindow::newProject);
+    newProject->setShortcut(QKeySequence::New);
+    newProject->setStatusTip(tr("Start a new project on the current model (default recipe, no results)"));
+    QAction *openProject = file->addAction(tr("&Open Project or Experiment…"), this, &MainWindow::openProjectDialog);
+    openProject->setShortcut(QKeySequence::Open);
+    openProject->setStatusTip(tr("Open a Bitsmith project (.bsproj) or a sensitivity experiment (.h5)"));
+    QAction *open = file->addAction(tr("Open &Model Folder…"), this, &MainWindow::openFolderDialog);
+    open->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
     open->setStatusTip(tr("Open a Hugging Face model folder (config.json + safetensors)"));
     QAction *openDefault = file->addAction(tr("Open &Default Model"), this,
                                            [this] { openModel(QStringLiteral("default")); });
     openDefault->setStatusTip(tr("Open the model bundled with Bitsmith"));
+    m_recentMenu = file->addMenu(tr("Open &Recent"));
+    m_recentMenu->setObjectName(QStringLiteral("recentMenu"));
+    updateRecentMenu();
+    file->addSeparator();
+    QAction *save = file->addAction(tr("&Save Project"), this, [this] {
+        if (!saveProject())
+            saveAsDialog();
+    });
+    save->setShortcut(QKeySequence::Save);
+    QAction *saveAs = file->addAction(tr("Save Project &As…"), this, &MainWindow::saveAsDialog);
+    saveAs->setShortcut(QKeySequence::SaveAs);
     file->addSeparator();
     QAction *quit = file->addAction(tr("&Quit"), this, &QWidget::close);
     quit->setShortcut(QKeySequence::Quit);
     quit->setMenuRole(QAction::QuitRole);
 
+    QMenu *edit = menuBar()->addMenu(tr("&Edit"));
+    QAction *undo = m_doc->undoStack()->createUndoAction(this, tr("&Undo"));
+    undo->setShortcut(QKeySequence::Undo);
+    QAction *redo = m_doc->undoStack()->createRedoAction(this, tr("&Redo"));
+    redo->setShortcuts({QKeySequence::Redo, QKeySequence(Qt::CTRL | Qt::Key_Y)});
+    edit->addAction(undo);
+    edit->addAction(redo);
+
+    QMenu *analysis = menuBar()->addMenu(tr("&Analysis"));
+    QAction *sweep = analysis->addAction(tr("Run &Sensitivity (quick)"), this, &MainWindow::runQuickSensitivity);
+    sweep->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_R));
+    sweep->setStatusTip(tr("Per layer × {RTN 2, 3, 4, 8 bits}: Δloss, KL, perplexity and proxies on 2 windows of the "
+                           "evaluation text"));
+    QAction *sweepDialog = analysis->addAction(tr("Run Sensitivity &With Settings…"), this, [this] {
+        auto *dialog = new SweepDialog(SweepSpec::quick(), this);
+        dialog->setAttribute(Qt::WA_DeleteOnClose);
+        connect(dialog, &QDialog::accepted, this, [this, dialog] { runSensitivity(dialog->spec()); });
+        dialog->open();
+    });
+    sweepDialog->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_R));
+    analysis->addAction(tr("&Fill to Budget"), QKeySequence(Qt::CTRL | Qt::Key_B), this,
+                        [this] { m_assignment->fillToBudget(); });
+    analysis->addAction(tr("&Measure Current Recipe"), QKeySequence(Qt::CTRL | Qt::Key_M), this,
+                        [this] { m_frontier->measureCurrent(); });
+    analysis->addAction(tr("Measure &Uniform Baselines"), this, [this] { m_frontier->measureUniform(); });
+    analysis->addAction(tr("Save &Configuration"), QKeySequence(Qt::CTRL | Qt::Key_K), this,
+                        [this] { m_doc->saveConfiguration(tr("config %1").arg(m_doc->savedConfigurations().size() + 1)); });
+    analysis->addAction(tr("&Generate (Try It)"), QKeySequence(Qt::CTRL | Qt::Key_G), this, [this] { m_tryIt->run(); });
+    analysis->addSeparator();
+    QMenu *cost = analysis->addMenu(tr("Allocation &Cost"));
+    auto *costGroup = new QActionGroup(this);
+    for (SensitivityMetric m : {SensitivityMetric::Kl, SensitivityMetric::DeltaLoss}) {
+        QAction *a = cost->addAction(metricName(m), this, [this, m] { m_doc->setCostMetric(m); });
+        a->setCheckable(true);
+        a->setChecked(m == m_doc->costMetric());
+        a->setToolTip(metricDescription(m));
+        costGroup->addAction(a);
+    }
+    cost->setToolTipsVisible(true);
+    analysis->addAction(tr("Cancel All Jobs"), QKeySequence(Qt::CTRL | Qt::Key_Period), m_jobs, &JobManager::cancelAll);
+
     m_viewMenu = menuBar()->addMenu(tr("&View"));
     m_viewMenu->setObjectName(QStringLiteral("viewMenu"));
+    QMenu *theme = m_viewMenu->addMenu(tr("&Theme"));
+    auto *themeGroup = new QActionGroup(this);
+    QAction *light = theme->addAction(tr("&Light"), this, [this] { setDarkTheme(false); });
+    QAction *dark = theme->addAction(tr("&Dark"), this, [this] { setDarkTheme(true); });
+    for (QAction *a : {light, dark}) {
+        a->setCheckable(true);
+        themeGroup->addAction(a);
+    }
+    light->setChecked(true);
+    dark->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_D));
+    m_viewMenu->addSeparator();
 
     QMenu *help = menuBar()->addMenu(tr("&Help"));
     QAction *about = help->addAction(tr("&About Bitsmith"), this, &MainWindow::showAbout);
@@ -134,6 +244,114 @@ void MainWindow::addToolDock(Qt::DockWidgetArea area, QDockWidget *dock)
     m_viewMenu->addAction(toggle);
 }
 
+void MainWindow::createViews()
+{
+    m_sensitivity = new SensitivityWidget(m_doc);
+    m_assignment = new AssignmentWidget(m_doc);
+    m_frontier = new FrontierWidget(m_doc, m_jobs);
+    m_inspector = new InspectorWidget(m_doc);
+    m_tryIt = new TryItWidget(m_doc, m_jobs);
+    m_jobsView = new JobsWidget(m_jobs);
+    struct View { QWidget *widget; QString title; const char *name; Qt::DockWidgetArea area; };
+    const View views[] = {
+        {m_sensitivity, tr("Sensitivity"), "sensitivity", Qt::RightDockWidgetArea},
+        {m_frontier, tr("Accuracy vs Size"), "frontier", Qt::RightDockWidgetArea},
+        {m_assignment, tr("Bit-width Assignment"), "assignment", Qt::BottomDockWidgetArea},
+        {m_inspector, tr("Layer Inspector"), "inspector", Qt::BottomDockWidgetArea},
+        {m_tryIt, tr("Try It"), "tryit", Qt::BottomDockWidgetArea},
+        {m_jobsView, tr("Jobs"), "jobs", Qt::BottomDockWidgetArea},
+    };
+    QDockWidget *firstRight = nullptr, *firstBottom = nullptr;
+    int key = 2;
+    for (const View &v : views) {
+        auto *dock = new QDockWidget(v.title, this);
+        dock->setObjectName(QLatin1String(v.name) + QStringLiteral("Dock"));
+        v.widget->setObjectName(QLatin1String(v.name) + QStringLiteral("View"));
+        dock->setWidget(v.widget);
+        addToolDock(v.area, dock);
+        dock->toggleViewAction()->setShortcut(QKeySequence(Qt::ALT | static_cast<Qt::Key>(Qt::Key_0 + key++)));
+        QDockWidget *&first = v.area == Qt::RightDockWidgetArea ? firstRight : firstBottom;
+        if (first)
+            tabifyDockWidget(first, dock);
+        else
+            first = dock;
+        m_viewDocks << dock;
+    }
+    m_summaryDock->toggleViewAction()->setShortcut(QKeySequence(Qt::ALT | Qt::Key_1));
+    // The summary joins the right-hand tabs: the layer table needs the width more.
+    tabifyDockWidget(firstRight, m_summaryDock);
+    firstRight->raise();
+    firstBottom->raise();
+    resizeDocks({firstRight}, {620}, Qt::Horizontal);
+    resizeDocks({firstBottom}, {270}, Qt::Vertical);
+    // A job's failure is reported in the Jobs view and the status bar, never as a blocking dialog.
+    connect(m_jobs, &JobManager::jobFinished, this, [this](Job *job, bool ok) {
+        if (ok)
+            statusBar()->showMessage(tr("%1: done in %2 s").arg(job->name()).arg(job->elapsedMs() / 1000.0, 0, 'f', 1), 8000);
+        else if (job->error())
+            statusBar()->showMessage(tr("%1: %2").arg(job->name(), job->error()->message), 15000);
+    });
+}
+
+QStringList MainWindow::viewNames()
+{
+    return {QStringLiteral("model"), QStringLiteral("sensitivity"), QStringLiteral("assignment"), QStringLiteral("frontier"),
+            QStringLiteral("inspector"), QStringLiteral("tryit"), QStringLiteral("jobs")};
+}
+
+QWidget *MainWindow::viewWidget(const QString &name) const
+{
+    if (name == QLatin1String("model"))
+        return m_layers;
+    for (QDockWidget *d : m_viewDocks)
+        if (d->objectName() == name + QStringLiteral("Dock"))
+            return d->widget();
+    return nullptr;
+}
+
+bool MainWindow::showOnlyView(const QString &name)
+{
+    if (!viewWidget(name))
+        return false;
+    for (QDockWidget *d : m_viewDocks)
+        d->setVisible(d->objectName() == name + QStringLiteral("Dock"));
+    m_summaryDock->setVisible(name == QLatin1String("model"));
+    m_layers->setVisible(name == QLatin1String("model"));
+    if (name == QLatin1String("model"))
+        resizeDocks({m_summaryDock}, {290}, Qt::Horizontal);
+    return true;
+}
+
+void MainWindow::setDarkTheme(bool dark)
+{
+    m_dark = dark;
+    QPalette pal;
+    if (dark) {
+        pal = QPalette(QColor(53, 53, 53));
+        pal.setColor(QPalette::Window, QColor(45, 45, 48));
+        pal.setColor(QPalette::WindowText, QColor(220, 220, 220));
+        pal.setColor(QPalette::Base, QColor(30, 30, 32));
+        pal.setColor(QPalette::AlternateBase, QColor(40, 40, 44));
+        pal.setColor(QPalette::Text, QColor(220, 220, 220));
+        pal.setColor(QPalette::Button, QColor(53, 53, 56));
+        pal.setColor(QPalette::ButtonText, QColor(220, 220, 220));
+        pal.setColor(QPalette::Highlight, QColor(42, 130, 218));
+        pal.setColor(QPalette::HighlightedText, Qt::white);
+        pal.setColor(QPalette::ToolTipBase, QColor(60, 60, 64));
+        pal.setColor(QPalette::ToolTipText, QColor(230, 230, 230));
+        pal.setColor(QPalette::PlaceholderText, QColor(140, 140, 140));
+        for (QPalette::ColorRole role : {QPalette::WindowText, QPalette::Text, QPalette::ButtonText})
+            pal.setColor(QPalette::Disabled, role, QColor(120, 120, 120));
+    } else {
+        pal = QApplication::style()->standardPalette();
+    }
+    QApplication::setPalette(pal);
+    for (QCustomPlot *plot : findChildren<QCustomPlot *>()) {
+        applyPlotPalette(plot);
+        plot->replot(QCustomPlot::rpQueuedReplot);
+    }
+}
+
 void MainWindow::openModel(const QString &folderOrName)
 {
     if (m_job) {
@@ -147,10 +365,23 @@ void MainWindow::openModel(const QString &folderOrName)
     if (QFileInfo(folder).isDir())
         m_lastOpenDir = QFileInfo(folder).absolutePath();
 
+    m_loadingReference = folderOrName.isEmpty() ? QStringLiteral("default") : folderOrName;
     m_job = new ModelLoadJob(folderOrName, this);
     connect(m_job, &ModelLoadJob::progressChanged, this, &MainWindow::onJobProgress);
     connect(m_job, &ModelLoadJob::statusChanged, this, &MainWindow::onJobStatus);
     connect(m_job, &ModelLoadJob::finished, this, &MainWindow::onJobFinished);
+    // Listed in the Jobs view too; Cancel there cancels this load.
+    QPointer<ModelLoadJob> load = m_job;
+    Job *listed = m_jobs->track(tr("Load %1").arg(QFileInfo(folder).fileName()), [load] {
+        if (load)
+            load->cancel();
+    });
+    connect(m_job, &ModelLoadJob::progressChanged, listed, &Job::reportProgress);
+    connect(m_job, &ModelLoadJob::statusChanged, listed, &Job::reportStatus);
+    connect(m_job, &ModelLoadJob::finished, listed, [listed, load] {
+        listed->reportFinished(load && !load->succeeded() ? std::optional<core::Error>(load->error())
+                                                          : std::optional<core::Error>());
+    });
     setLoading(true);
     statusBar()->showMessage(tr("Loading %1…").arg(QDir::toNativeSeparators(folder)));
     m_loadTimer.start();
@@ -194,6 +425,7 @@ void MainWindow::onJobFinished()
     if (job->succeeded()) {
         m_lastError.reset();
         setModel(job->model());
+        applyPendingProject();
         statusBar()->showMessage(tr("Loaded %1 tensors in %2 s")
                                      .arg(m_model->weights().size())
                                      .arg(static_cast<double>(m_loadTimer.elapsed()) / 1000.0, 0,
@@ -203,6 +435,11 @@ void MainWindow::onJobFinished()
         return;
     }
     m_lastError = job->error();
+    if (m_pendingProject || m_pendingExperiment) {
+        m_pendingProject.reset();
+        m_pendingExperiment.reset();
+        emit projectOpened(false);
+    }
     if (m_lastError->code == core::ErrorCode::Cancelled) {
         statusBar()->showMessage(tr("Loading cancelled"), 10000);
     } else {
@@ -228,6 +465,11 @@ void MainWindow::showLoadError(const core::Error &error)
 void MainWindow::setModel(std::shared_ptr<const core::Model> model)
 {
     m_model = std::move(model);
+    // The document first: the layer table maps its rows to the document's layers.
+    m_doc->setModel(m_model, m_loadingReference);
+    m_doc->setFileName({});
+    if (m_model)
+        m_doc->selectLayer(0);
     m_layers->setModel(m_model);
     m_summary->setModel(m_model);
     if (m_model) {
@@ -259,10 +501,215 @@ void MainWindow::setLoading(bool loading)
 
 void MainWindow::updateTitle()
 {
-    if (m_model)
-        setWindowTitle(tr("%1 — Bitsmith").arg(QDir::toNativeSeparators(m_model->folder())));
-    else
+    if (!m_model) {
         setWindowTitle(tr("Bitsmith"));
+        return;
+    }
+    const QString project = m_doc->fileName().isEmpty() ? tr("untitled") : QFileInfo(m_doc->fileName()).fileName();
+    setWindowTitle(tr("%1%2 · %3 — Bitsmith")
+                       .arg(project, m_doc->isModified() ? QStringLiteral("*") : QString(),
+                            QDir::toNativeSeparators(m_model->folder())));
+}
+
+void MainWindow::reportError(const core::Error &error, const QString &title)
+{
+    m_lastError = error;
+    statusBar()->showMessage(error.toString(), 15000);
+    if (!m_errorDialogsEnabled)
+        return;
+    auto *box = new QMessageBox(QMessageBox::Critical, title, error.toString(), QMessageBox::Ok, this);
+    box->setInformativeText(error.hintLine());
+    box->setAttribute(Qt::WA_DeleteOnClose);
+    box->open();
+}
+
+void MainWindow::openProject(const QString &path)
+{
+    if (core::isProjectFile(path)) {
+        auto project = core::loadProject(path);
+        if (!project) {
+            reportError(project.error(), tr("Cannot open project"));
+            emit projectOpened(false);
+            return;
+        }
+        m_pendingProject = std::move(*project);
+        m_pendingFile = path;
+        addRecentFile(path);
+        // Reload the model even when the same one is shown: the project's state replaces ours.
+        openModel(m_pendingProject->modelReference);
+        return;
+    }
+    auto exp = core::loadSensitivityExperiment(path);
+    if (!exp) {
+        reportError(exp.error(), tr("Cannot open file"));
+        emit projectOpened(false);
+        return;
+    }
+    addRecentFile(path);
+    // The model on display when the experiment names its folder (or, failing that, its weights:
+    // hashing them is the slow path, taken only for experiments made elsewhere).
+    const bool sameFolder = m_model && !exp->modelFolder.isEmpty()
+                            && QFileInfo(exp->modelFolder).canonicalFilePath() == QFileInfo(m_model->folder()).canonicalFilePath();
+    if (m_model && (sameFolder || exp->modelHash.isEmpty() || exp->modelHash == m_model->weightsHash())) {
+        m_doc->setSensitivity(std::move(*exp));
+        emit projectOpened(true);
+        return;
+    }
+    m_pendingExperiment = std::move(*exp);
+    openModel(m_pendingExperiment->modelFolder);
+}
+
+void MainWindow::applyPendingProject()
+{
+    if (m_pendingProject) {
+        core::Project p = std::move(*m_pendingProject);
+        m_pendingProject.reset();
+        m_doc->restoreProject(p);
+        m_doc->setFileName(m_pendingFile);
+        m_doc->setClean();
+        if (m_doc->layerCount() > 0)
+            m_doc->selectLayer(0);
+        updateTitle();
+        emit projectOpened(true);
+    } else if (m_pendingExperiment) {
+        core::SensitivityResult r = std::move(*m_pendingExperiment);
+        m_pendingExperiment.reset();
+        m_doc->setSensitivity(std::move(r));
+        emit projectOpened(true);
+    }
+}
+
+bool MainWindow::saveProjectAs(const QString &path)
+{
+    if (auto ok = core::saveProject(m_doc->toProject(), path); !ok) {
+        reportError(ok.error(), tr("Cannot save project"));
+        return false;
+    }
+    m_doc->setFileName(path);
+    m_doc->setClean();
+    addRecentFile(path);
+    statusBar()->showMessage(tr("Saved %1").arg(QDir::toNativeSeparators(path)), 5000);
+    updateTitle();
+    return true;
+}
+
+bool MainWindow::saveProject()
+{
+    return !m_doc->fileName().isEmpty() && saveProjectAs(m_doc->fileName());
+}
+
+void MainWindow::newProject()
+{
+    m_doc->setModel(m_model, m_doc->modelReference());
+    m_doc->setSensitivity(std::nullopt);
+    m_doc->setClean();
+    m_doc->setFileName({});
+    if (m_model)
+        m_doc->selectLayer(0);
+    updateTitle();
+}
+
+void MainWindow::openProjectDialog()
+{
+    const QString path = QFileDialog::getOpenFileName(this, tr("Open Project or Experiment"), m_lastOpenDir,
+                                                      tr("Bitsmith projects and experiments (*.bsproj *.h5);;All files (*)"));
+    if (!path.isEmpty())
+        openProject(path);
+}
+
+void MainWindow::saveAsDialog()
+{
+    QString path = QFileDialog::getSaveFileName(this, tr("Save Project"), m_doc->fileName(),
+                                                tr("Bitsmith projects (*.bsproj)"));
+    if (path.isEmpty())
+        return;
+    if (QFileInfo(path).suffix().isEmpty())
+        path += QStringLiteral(".bsproj");
+    saveProjectAs(path);
+}
+
+QStringList MainWindow::recentFiles() const
+{
+    return QSettings().value(QStringLiteral("recentFiles")).toStringList();
+}
+
+void MainWindow::addRecentFile(const QString &path)
+{
+    QStringList files = recentFiles();
+    const QString abs = QFileInfo(path).absoluteFilePath();
+    files.removeAll(abs);
+    files.prepend(abs);
+    while (files.size() > 10)
+        files.removeLast();
+    QSettings().setValue(QStringLiteral("recentFiles"), files);
+    updateRecentMenu();
+}
+
+void MainWindow::updateRecentMenu()
+{
+    m_recentMenu->clear();
+    const QStringList files = recentFiles();
+    for (const QString &f : files)
+        m_recentMenu->addAction(QDir::toNativeSeparators(f), this, [this, f] { openProject(f); });
+    m_recentMenu->setEnabled(!files.isEmpty());
+}
+
+void MainWindow::setAutosaveInterval(int ms)
+{
+    if (ms <= 0) {
+        m_autosave->stop();
+        return;
+    }
+    m_autosave->start(ms);
+}
+
+QString MainWindow::autosavePath()
+{
+    const QString dir = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation);
+    QDir().mkpath(dir);
+    return dir + QStringLiteral("/autosave.bsproj");
+}
+
+bool MainWindow::autosaveNow()
+{
+    if (!m_model || !m_doc->isModified())
+        return false;
+    // The same atomic write as Save: a crash mid-write leaves the previous autosave intact.
+    return core::saveProject(m_doc->toProject(), autosavePath()).has_value();
+}
+
+bool MainWindow::hasRecoverableAutosave() const
+{
+    return core::isProjectFile(autosavePath());
+}
+
+void MainWindow::recoverAutosave()
+{
+    if (hasRecoverableAutosave())
+        openProject(autosavePath());
+}
+
+Job *MainWindow::runSensitivity(const SweepSpec &spec)
+{
+    if (!m_model)
+        return nullptr;
+    std::shared_ptr<const core::Model> model = m_model;
+    QPointer<ProjectDocument> doc = m_doc;
+    return m_jobs->start(tr("Sensitivity sweep (%1)").arg(spec.candidates),
+                         [model, spec, doc](core::Feedback &fb) -> core::Expected<Job::Apply> {
+                             auto r = runSweep(model, spec, fb);
+                             if (!r)
+                                 return core::unexpected(r.error());
+                             return Job::Apply([doc, model, res = std::move(*r)]() mutable {
+                                 if (doc && doc->model() == model) // still the same model
+                                     doc->setSensitivity(std::move(res));
+                             });
+                         });
+}
+
+Job *MainWindow::runQuickSensitivity()
+{
+    return runSensitivity(SweepSpec::quick());
 }
 
 void MainWindow::openFolderDialog()
@@ -290,9 +737,12 @@ void MainWindow::showAbout()
 
 void MainWindow::closeEvent(QCloseEvent *event)
 {
-    // Stop a load promptly; the job's destructor then waits only for the current step.
+    // Stop a load and the jobs promptly; their destructors then wait only for the current step.
     if (m_job)
         m_job->cancel();
+    m_jobs->cancelAll();
+    // A clean exit needs no recovery copy (unsaved changes were the user's choice to drop).
+    QFile::remove(autosavePath());
     QMainWindow::closeEvent(event);
 }
 

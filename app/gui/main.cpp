@@ -1,13 +1,18 @@
 // main.cpp: the `bitsmith` desktop application. Parses the command line, opens the main window on
-// a model folder (the bundled model by default), or with --screenshot renders the window
-// offscreen to a PNG and exits (for tests and the README).
+// a model folder (the bundled model by default) or a project / experiment file, or with
+// --screenshot fills the window with real data, renders it (or one view) offscreen to a PNG and
+// exits (for tests and the README).
+#include "core/project.h"
 #include "core/threading.h"
 #include "ui/mainwindow.h"
+#include "ui/screenshot.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QDir>
+#include <QFileInfo>
 #include <QImage>
+#include <QMessageBox>
 #include <QPixmap>
 #include <QTimer>
 
@@ -44,13 +49,14 @@ void printError(const QString &message, const QString &hintLine = {})
         std::fprintf(stderr, "%s\n", qPrintable(hintLine));
 }
 
-// Renders the loaded window to `path`. Returns the process exit code.
-int saveScreenshot(bitsmith::ui::MainWindow &window, const QString &path)
+// Fills the loaded window with real data, renders it (or one view) to `path`. Returns the exit code.
+int saveScreenshot(bitsmith::ui::MainWindow &window, const QString &path, const QString &view, QSize size)
 {
-    // Let queued layout and QCustomPlot's queued replot run before grabbing.
-    for (int i = 0; i < 3; ++i)
-        QCoreApplication::processEvents();
-    const QImage image = window.grab().toImage();
+    if (auto ok = bitsmith::ui::prepareScreenshot(window, view); !ok) {
+        printError(ok.error().toString(), ok.error().hintLine());
+        return 1;
+    }
+    const QImage image = bitsmith::ui::renderScreenshot(window, view, size);
     // Quality 0 is zlib level 9 for PNG: the README image stays small, losslessly.
     if (image.isNull() || !image.save(path, "PNG", 0)) {
         printError(QStringLiteral("cannot write screenshot %1").arg(QDir::toNativeSeparators(path)),
@@ -90,8 +96,9 @@ int main(int argc, char **argv)
     parser.addVersionOption();
     parser.addPositionalArgument(QStringLiteral("model"),
                                  QStringLiteral("Hugging Face model folder (default: the bundled "
-                                                "model)."),
-                                 QStringLiteral("[MODEL_FOLDER]"));
+                                                "model), a Bitsmith project (.bsproj) or a sensitivity "
+                                                "experiment (.h5)."),
+                                 QStringLiteral("[MODEL_OR_PROJECT]"));
     const QCommandLineOption screenshotOption(
         QStringLiteral("screenshot"),
         QStringLiteral("Load the model, render the window offscreen to FILE.png and exit."),
@@ -102,13 +109,20 @@ int main(int argc, char **argv)
     const QCommandLineOption heightOption(QStringLiteral("height"),
                                           QStringLiteral("Window height in pixels (default 800)."),
                                           QStringLiteral("H"), QStringLiteral("800"));
-    parser.addOptions({screenshotOption, widthOption, heightOption});
+    const QCommandLineOption viewOption(
+        QStringLiteral("view"),
+        QStringLiteral("With --screenshot: render only this view: %1.")
+            .arg(bitsmith::ui::MainWindow::viewNames().join(QStringLiteral(", "))),
+        QStringLiteral("NAME"));
+    const QCommandLineOption themeOption(QStringLiteral("theme"), QStringLiteral("light (default) or dark."),
+                                         QStringLiteral("NAME"), QStringLiteral("light"));
+    parser.addOptions({screenshotOption, widthOption, heightOption, viewOption, themeOption});
     parser.process(app); // --help, --version and unknown options exit here
 
     const QStringList positional = parser.positionalArguments();
     if (positional.size() > 1) {
-        printError(QStringLiteral("expected at most one model folder, got %1").arg(positional.size()),
-                   QStringLiteral("HINT: bitsmith [MODEL_FOLDER] [--screenshot FILE.png]"));
+        printError(QStringLiteral("expected at most one model folder or project, got %1").arg(positional.size()),
+                   QStringLiteral("HINT: bitsmith [MODEL_OR_PROJECT] [--screenshot FILE.png [--view NAME]]"));
         return 2;
     }
     bool widthOk = false, heightOk = false;
@@ -123,9 +137,26 @@ int main(int argc, char **argv)
     }
     const QString model = positional.isEmpty() ? QStringLiteral("default") : positional.first();
     const QString screenshotPath = parser.value(screenshotOption);
+    const QString view = parser.value(viewOption);
+    if (!view.isEmpty() && !bitsmith::ui::MainWindow::viewNames().contains(view)) {
+        printError(QStringLiteral("unknown view '%1'").arg(view),
+                   QStringLiteral("HINT: --view takes one of %1")
+                       .arg(bitsmith::ui::MainWindow::viewNames().join(QStringLiteral(", "))));
+        return 2;
+    }
+    // A file is a project or an experiment; a folder (or "default") is a model.
+    const bool isFile = QFileInfo(model).isFile();
+
+    const QString theme = parser.value(themeOption);
+    if (theme != QLatin1String("light") && theme != QLatin1String("dark")) {
+        printError(QStringLiteral("unknown theme '%1'").arg(theme), QStringLiteral("HINT: --theme light or --theme dark"));
+        return 2;
+    }
 
     bitsmith::ui::MainWindow window;
     window.resize(width, height);
+    if (theme == QLatin1String("dark"))
+        window.setDarkTheme(true);
 
     if (parser.isSet(screenshotOption)) {
         if (screenshotPath.isEmpty()) {
@@ -135,7 +166,8 @@ int main(int argc, char **argv)
         }
         // No dialogs in batch mode: a failed load is one line on stderr and a non-zero exit.
         window.setErrorDialogsEnabled(false);
-        QObject::connect(&window, &bitsmith::ui::MainWindow::loadFinished, &app, [&](bool ok) {
+        window.setAutosaveInterval(0);
+        auto finish = [&](bool ok) {
             if (!ok) {
                 const bitsmith::core::Error &e = *window.lastError();
                 printError(e.toString(), e.hintLine());
@@ -144,13 +176,35 @@ int main(int argc, char **argv)
             }
             window.show();
             // One turn of the event loop so that the shown window is laid out and polished.
-            QTimer::singleShot(0, &app, [&] { QCoreApplication::exit(saveScreenshot(window, screenshotPath)); });
-        });
-        window.openModel(model);
+            QTimer::singleShot(0, &app, [&] { QCoreApplication::exit(saveScreenshot(window, screenshotPath, view, QSize(width, height))); });
+        };
+        if (isFile) {
+            QObject::connect(&window, &bitsmith::ui::MainWindow::projectOpened, &app, finish);
+            // From inside the event loop: a bad file fails at once, and exit() needs a running loop.
+            QTimer::singleShot(0, &window, [&] { window.openProject(model); });
+        } else {
+            QObject::connect(&window, &bitsmith::ui::MainWindow::loadFinished, &app, finish);
+            window.openModel(model);
+        }
         return app.exec();
     }
 
     window.show();
-    window.openModel(model);
+    if (isFile)
+        window.openProject(model);
+    else
+        window.openModel(model);
+    // Crash recovery: an autosave left behind by a session that did not exit cleanly.
+    if (window.hasRecoverableAutosave()) {
+        auto *box = new QMessageBox(QMessageBox::Question, QStringLiteral("Recover unsaved work?"),
+                                    QStringLiteral("Bitsmith did not exit cleanly last time. Open the autosaved project?"),
+                                    QMessageBox::Open | QMessageBox::Discard, &window);
+        box->setAttribute(Qt::WA_DeleteOnClose);
+        QObject::connect(box, &QMessageBox::finished, &window, [&window](int result) {
+            if (result == QMessageBox::Open)
+                window.recoverAutosave();
+        });
+        box->open();
+    }
     return app.exec();
 }
