@@ -6,4 +6,8 @@
 
 namespace bitsmith::cli {
 
+// `compress MODEL --method structured --heads F --mlp F [--calib FILE] --out DIR`: removes attention
+// heads and MLP neurons and writes a smaller Hugging Face folder (structuredcommand.cpp).
+int cmdCompressStructured(const QStringList &args);
+
 } // namespace bitsmith::cli
