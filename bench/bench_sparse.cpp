@@ -100,7 +100,7 @@ void benchShape(std::int64_t n, std::int64_t k, bool withInt8)
                 qPrintable(k24->description()), qPrintable(csr.front().kernel->description()));
     std::printf("%5s %12s %12s %12s %12s %12s %12s   %s\n", "M", "f32 ms", "int8 ms", "2:4 ms", "csr50 ms", "csr70 ms", "csr90 ms",
                 "speed-up over f32: int8 / 2:4 / csr50 / csr70 / csr90");
-    for (std::int64_t m : {1, 8, 64}) {
+    for (std::int64_t m : {1, 2, 4, 8, 64}) {
         std::vector<float> x(static_cast<std::size_t>(m * k));
         for (auto &v : x)
             v = normal(rng) * 50.0f;

@@ -117,6 +117,46 @@ void gemv24Scalar(const Sparse24Weights &w, const float *x, std::int64_t ldx, fl
     }
 }
 
+// MB > 1: the chunk's weights are expanded once into two dense 16-lane vectors (zeros where
+// pruned: in-lane broadcasts of each slot's value and position, compared with the lane position),
+// which every row of x then uses with two plain FMAs — the permutes are shared by the batch.
+template <int MB>
+BITSMITH_AVX512 void gemv24ExpandAvx512(const Sparse24Weights &w, const float *x, std::int64_t ldx, float *y, std::int64_t ldy,
+                                        std::int64_t r0, std::int64_t r1)
+{
+    const std::int64_t chunks = w.cols() / Sparse24Weights::kChunk;
+    const __m512i shifts = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i lanePos = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+    const __m512i three = _mm512_set1_epi32(3);
+    for (std::int64_t r = r0; r < r1; ++r) {
+        const float *vals = w.values() + r * chunks * 16;
+        const std::uint32_t *idx = w.indices() + r * chunks;
+        __m512 acc[MB];
+        for (int m = 0; m < MB; ++m)
+            acc[m] = _mm512_setzero_ps();
+        for (std::int64_t ch = 0; ch < chunks; ++ch) {
+            const __m512i pos = _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(idx[ch])), shifts), three);
+            const __m512 v = _mm512_loadu_ps(vals + ch * 16);
+            // groups 0..3 (x[0..16)): slots 0 and 1 of each lane; groups 4..7 (x[16..32)): slots 2 and 3
+            const __mmask16 a0 = _mm512_cmpeq_epi32_mask(_mm512_shuffle_epi32(pos, _MM_PERM_AAAA), lanePos);
+            const __mmask16 a1 = _mm512_cmpeq_epi32_mask(_mm512_shuffle_epi32(pos, _MM_PERM_BBBB), lanePos);
+            const __mmask16 b0 = _mm512_cmpeq_epi32_mask(_mm512_shuffle_epi32(pos, _MM_PERM_CCCC), lanePos);
+            const __mmask16 b1 = _mm512_cmpeq_epi32_mask(_mm512_shuffle_epi32(pos, _MM_PERM_DDDD), lanePos);
+            __m512 d0 = _mm512_maskz_mov_ps(a0, _mm512_permute_ps(v, 0x00));
+            d0 = _mm512_mask_mov_ps(d0, a1, _mm512_permute_ps(v, 0x55));
+            __m512 d1 = _mm512_maskz_mov_ps(b0, _mm512_permute_ps(v, 0xAA));
+            d1 = _mm512_mask_mov_ps(d1, b1, _mm512_permute_ps(v, 0xFF));
+            for (int m = 0; m < MB; ++m) {
+                const float *xm = x + m * ldx + ch * 32;
+                acc[m] = _mm512_fmadd_ps(d0, _mm512_loadu_ps(xm), acc[m]);
+                acc[m] = _mm512_fmadd_ps(d1, _mm512_loadu_ps(xm + 16), acc[m]);
+            }
+        }
+        for (int m = 0; m < MB; ++m)
+            y[m * ldy + r] = _mm512_reduce_add_ps(acc[m]);
+    }
+}
+
 template <int MB>
 BITSMITH_AVX512 void gemv24Avx512(const Sparse24Weights &w, const float *x, std::int64_t ldx, float *y, std::int64_t ldy,
                                   std::int64_t r0, std::int64_t r1)
@@ -210,7 +250,7 @@ template <int MB>
 Gemv24Fn gemv24For(KernelIsa isa)
 {
     switch (isa) {
-    case KernelIsa::Avx512: return &gemv24Avx512<MB>;
+    case KernelIsa::Avx512: return MB == 1 ? &gemv24Avx512<MB> : &gemv24ExpandAvx512<MB>;
     case KernelIsa::Avx2: return &gemv24Avx2<MB>;
     case KernelIsa::Scalar: break;
     }
@@ -384,18 +424,38 @@ public:
             return;
         }
         const std::int64_t n = m_w->rows(), k = m_w->cols();
-        for (std::int64_t i = 0; i < m;) {
-            const std::int64_t left = m - i;
-            const int which = left >= 8 ? 3 : left >= 4 ? 2 : left >= 2 ? 1 : 0;
-            const std::int64_t mb = std::int64_t{1} << which;
-            const Gemv24Fn fn = m_fn[which];
-            const std::int64_t tasks = (n + kRowsPerTask - 1) / kRowsPerTask;
-#pragma omp parallel for schedule(static) if (tasks > 1 && n * k * mb > (1 << 18))
-            for (std::int64_t t = 0; t < tasks; ++t)
-                fn(*m_w, x + i * k, k, y + i * n, n, t * kRowsPerTask, std::min(n, (t + 1) * kRowsPerTask));
-            i += mb;
+        // Tiles of 8, 4, 2, 1 rows of x; the row blocks of W are the outer loop so that a block
+        // (16 rows: 128 KiB at K = 4096) stays in L2 while every tile uses it.
+        if (m > 512) { // at most 64 tiles per pass
+            forward(x, 512, y);
+            forward(x + 512 * k, m - 512, y + 512 * n);
+            return;
         }
+        std::int64_t tiles[64 + 3][2]; // (first row, which): 8 << 0..3 rows
+        int count = 0;
+        std::int64_t i = 0;
+        for (; i + 8 <= m; i += 8)
+            tiles[count][0] = i, tiles[count++][1] = 3;
+        for (int which = 2; which >= 0; --which)
+            if (i + (std::int64_t{1} << which) <= m)
+                tiles[count][0] = i, tiles[count++][1] = which, i += std::int64_t{1} << which;
+        forwardRows(x, y, tiles, count);
         addBias(y, m, n, m_bias);
+    }
+    void forwardRows(const float *x, float *y, const std::int64_t (*tiles)[2], int count) const
+    {
+        const std::int64_t n = m_w->rows(), k = m_w->cols();
+        constexpr std::int64_t kBlock = 16;
+        const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+        std::int64_t rowsOfX = 0;
+        for (int t = 0; t < count; ++t)
+            rowsOfX += std::int64_t{1} << tiles[t][1];
+#pragma omp parallel for schedule(static) if (blocks > 1 && n * k * rowsOfX > (1 << 18))
+        for (std::int64_t b = 0; b < blocks; ++b)
+            for (int t = 0; t < count; ++t) {
+                const std::int64_t first = tiles[t][0];
+                m_fn[tiles[t][1]](*m_w, x + first * k, k, y + first * n, n, b * kBlock, std::min(n, (b + 1) * kBlock));
+            }
     }
     std::int64_t inFeatures() const override { return m_w->cols(); }
     std::int64_t outFeatures() const override { return m_w->rows(); }

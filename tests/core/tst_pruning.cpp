@@ -595,7 +595,7 @@ private slots:
             kernel = makeSparse24Linear(std::make_shared<const Sparse24Weights>(std::move(*s)), bias.data(), o);
         }
         QCOMPARE(back, w); // the format round-trips exactly
-        for (std::int64_t m : {1, 2, 3, 4, 5, 8, 11, 16, 21, 40}) {
+        for (std::int64_t m : {1, 2, 3, 4, 5, 8, 11, 16, 21, 40, 600}) {
             const auto x = randomMatrix(m, k, 100 + static_cast<std::uint32_t>(m));
             std::vector<float> y(static_cast<std::size_t>(m * n), NAN);
             kernel->forward(x.data(), m, y.data());
