@@ -2,7 +2,7 @@
 # pruning_matrix.sh: perplexity of the bundled model under every pruning method and pattern the
 # pruning issue asks for, with sparsity, size, compression time, evaluation speed (ctx 256) and
 # decoding speed (200 greedy tokens), as a table.
-# Usage: bench/pruning_matrix.sh [BUILD_DIR]
+# Usage: bench/pruning_matrix.sh [BUILD_DIR]   (ONLY=REGEX runs only the matching rows, no baseline)
 # Calibration: the bundled calib.txt, 128 sequences x 512 tokens (the defaults; structured: 32).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,11 +22,14 @@ decode() {
 info() { "$CLI" info "$1" --json | python3 -c "import json,sys; d=json.load(sys.stdin); print(f\"{d['sparsity']*100:.1f} {d['bytes']/1048576:.2f} {d['parameters']/1e6:.2f}\")"; }
 
 printf "%-26s %8s %9s %7s %8s %10s %10s %10s\n" "configuration" "ppl" "sparsity%" "MiB" "Mparams" "compress s" "eval tok/s" "dec tok/s"
-read -r p t < <(ppl default)
-read -r sp mib mp < <(info default)
-printf "%-26s %8s %9s %7s %8s %10s %10s %10s\n" "bf16 (original)" "$p" "$sp" "$mib" "$mp" "-" "$t" "$(decode default)"
+if [ -z "${ONLY:-}" ]; then
+  read -r p t < <(ppl default)
+  read -r sp mib mp < <(info default)
+  printf "%-26s %8s %9s %7s %8s %10s %10s %10s\n" "bf16 (original)" "$p" "$sp" "$mib" "$mp" "-" "$t" "$(decode default)"
+fi
 while read -r name flags; do
   [ -z "$name" ] && continue
+  [[ -n "${ONLY:-}" && ! "$name" =~ $ONLY ]] && continue
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
   "$CLI" compress default $flags --out "$OUT/$name" --quiet >/dev/null

@@ -462,10 +462,12 @@ Expected<void> writeCompressedModel(const CompressionResult &result, const Model
                                         {QStringLiteral("execution"), q.execution == Execution::W8A8 ? QStringLiteral("w8a8")
                                                                                                       : QStringLiteral("weight-only")}});
     }
-    cfg.insert(QStringLiteral("quantization_config"),
-               QJsonObject{{QStringLiteral("quant_method"), QStringLiteral("bitsmith")},
-                           {QStringLiteral("format_version"), PackedWeights::kPackedLayoutVersion},
-                           {QStringLiteral("layers"), layers}});
+    // Only when something is quantized: a pruned-only folder stays a plain Hugging Face checkpoint.
+    if (!m.quantizedLayers().empty())
+        cfg.insert(QStringLiteral("quantization_config"),
+                   QJsonObject{{QStringLiteral("quant_method"), QStringLiteral("bitsmith")},
+                               {QStringLiteral("format_version"), PackedWeights::kPackedLayoutVersion},
+                               {QStringLiteral("layers"), layers}});
     if (auto ok = writeFileAtomic(out.filePath(QStringLiteral("config.json")), QJsonDocument(cfg).toJson()); !ok)
         return ok;
 

@@ -376,6 +376,8 @@ private slots:
         const QString out = dir.filePath(QStringLiteral("pruned"));
         QVERIFY(writeCompressedModel(*result, **model, out));
         const QJsonObject report = QJsonDocument::fromJson(readAll(out + QStringLiteral("/report.json"))).object();
+        // nothing quantized: a plain Hugging Face checkpoint (no bitsmith quantization_config)
+        QVERIFY(!QJsonDocument::fromJson(readAll(out + QStringLiteral("/config.json"))).object().contains(QStringLiteral("quantization_config")));
         QVERIFY(report.value(QStringLiteral("sparsity")).toDouble() > 0.3);
         auto reloaded = Model::load(out);
         QVERIFY2(reloaded, qPrintable(reloaded ? QString() : reloaded.error().toString()));
