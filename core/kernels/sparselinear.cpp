@@ -609,6 +609,8 @@ std::unique_ptr<LinearKernel> makeSparseLinearIfPays(MatrixView w, MatrixView bi
             return makeSparse24Linear(std::make_shared<const Sparse24Weights>(std::move(*s)), bias.data, o);
     }
     if (static_cast<double>(zeros) >= kCsrMinSparsity * static_cast<double>(n)) {
+        if (static_cast<double>(zeros) >= kCsrAlwaysSparsity * static_cast<double>(n))
+            o.denseAboveRows = kCsrDenseAboveRowsVerySparse;
         if (auto s = CsrWeights::fromDense(w); s)
             return makeCsrLinear(std::make_shared<const CsrWeights>(std::move(*s)), bias.data, o);
     }

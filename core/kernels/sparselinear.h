@@ -82,8 +82,12 @@ std::unique_ptr<LinearKernel> makeCsrLinear(std::shared_ptr<const CsrWeights> w,
 // most 2 nonzeros and cols % 32 == 0; CSR when at least kCsrMinSparsity of it is zero; else null.
 // BITSMITH_SPARSE=0 in the environment turns this off (dense kernels everywhere).
 inline constexpr double kCsrMinSparsity = 0.7;
-// Rows of x above which the sparse kernels chosen at run time hand over to dense oneDNN.
-inline constexpr std::int64_t kSparseDenseAboveRows = 8;
+// Rows of x above which the sparse kernels chosen at run time hand over to dense oneDNN f32.
+// bench_sparse (one Zen 4 thread, 4096 x 4096 .. 11008 x 4096): 2:4 and CSR at 70 % beat dense f32
+// at M = 1 (1.5-4x) and M = 2 (1.1-1.6x) and lose from M = 4 on; CSR at 90 % wins up to M = 64.
+inline constexpr std::int64_t kSparseDenseAboveRows = 2;
+inline constexpr double kCsrAlwaysSparsity = 0.85; // CSR this sparse stays sparse up to M = 64
+inline constexpr std::int64_t kCsrDenseAboveRowsVerySparse = 64;
 std::unique_ptr<LinearKernel> makeSparseLinearIfPays(MatrixView w, MatrixView bias);
 
 } // namespace bitsmith::core

@@ -633,11 +633,15 @@ private slots:
         auto kcsr = makeSparseLinearIfPays(MatrixView{p90.data(), 64, 128}, {});
         QVERIFY(kcsr);
         QVERIFY(kcsr->description().startsWith(QStringLiteral("sparse csr")));
-        // above the row threshold the dense fallback runs: same results
-        const auto x = randomMatrix(32, 128, 5);
-        std::vector<float> y(32 * 64);
-        kcsr->forward(x.data(), 32, y.data());
-        QVERIFY(nmse(y, denseReference(p90, 64, 128, x, 32, nullptr)) < 1e-12);
+        // below and above the row threshold (where the dense fallback runs): same results
+        for (std::int64_t m : {1, 32, 100}) {
+            const auto x = randomMatrix(m, 128, 5);
+            std::vector<float> y(static_cast<std::size_t>(m * 64));
+            kcsr->forward(x.data(), m, y.data());
+            QVERIFY(nmse(y, denseReference(p90, 64, 128, x, m, nullptr)) < 1e-12);
+            k24->forward(x.data(), m, y.data());
+            QVERIFY(nmse(y, denseReference(p24, 64, 128, x, m, nullptr)) < 1e-12);
+        }
         qputenv("BITSMITH_SPARSE", "0");
         QVERIFY(!makeSparseLinearIfPays(MatrixView{p24.data(), 64, 128}, {}));
         qunsetenv("BITSMITH_SPARSE");
