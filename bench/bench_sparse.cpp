@@ -1,8 +1,9 @@
 // bench_sparse: the sparse linear kernels against dense oneDNN f32 (and oneDNN int8 W8A8),
 // measured in the same run, one thread by default:
 //   1. kernels at LLM shapes (N x K = 4096 x 4096, 11008 x 4096, 4096 x 11008) for M = 1, 8, 64:
-//      dense f32, int8 (W8A8), 2:4 f32, CSR at 50 / 70 / 90 % sparsity — ms per call and the
-//      speed-up over dense f32 (2:4 and CSR here never hand over to dense);
+//      dense f32, int8 (W8A8), 2:4 f32, 2:4 int8 (weight-only), CSR at 50 / 70 / 90 % sparsity — ms
+//      per call and the speed-up over dense f32 (2:4 int8: over dense int8); 2:4 and CSR here never
+//      hand over to dense;
 //   2. end to end on the bundled model: evaluation (ctx 256) and decoding tokens/s of the dense
 //      model, 50 % unstructured and 2:4 magnitude-pruned copies (on the sparse kernels, and on the
 //      dense ones with BITSMITH_SPARSE=0), and structured pruning of 25 % of the MLP neurons and
@@ -70,6 +71,7 @@ void benchShape(std::int64_t n, std::int64_t k, bool withInt8)
     }
     auto dense32 = makeDenseLinear(view, {});
     auto k24 = makeSparse24Linear(std::make_shared<const Sparse24Weights>(std::move(*s24)), nullptr);
+    auto k24i8 = makeSparse24Linear(std::make_shared<const Sparse24Weights>(*Sparse24Weights::fromDense(MatrixView{w24.data(), n, k}, true)), nullptr);
     std::unique_ptr<LinearKernel> int8;
     if (withInt8) {
         QuantizedTensor q;
@@ -98,8 +100,8 @@ void benchShape(std::int64_t n, std::int64_t k, bool withInt8)
     }
     std::printf("\nN x K = %lld x %lld   (%s, %s)\n", static_cast<long long>(n), static_cast<long long>(k),
                 qPrintable(k24->description()), qPrintable(csr.front().kernel->description()));
-    std::printf("%5s %12s %12s %12s %12s %12s %12s   %s\n", "M", "f32 ms", "int8 ms", "2:4 ms", "csr50 ms", "csr70 ms", "csr90 ms",
-                "speed-up over f32: int8 / 2:4 / csr50 / csr70 / csr90");
+    std::printf("%5s %10s %10s %10s %11s %10s %10s %10s   %s\n", "M", "f32 ms", "int8 ms", "2:4 ms", "2:4 i8 ms", "csr50 ms",
+                "csr70 ms", "csr90 ms", "speed-up over f32: int8 / 2:4 / csr50 / csr70 / csr90;  2:4 int8 over int8");
     for (std::int64_t m : {1, 2, 4, 8, 64}) {
         std::vector<float> x(static_cast<std::size_t>(m * k));
         for (auto &v : x)
@@ -108,12 +110,13 @@ void benchShape(std::int64_t n, std::int64_t k, bool withInt8)
         const double tDense = timeCalls(*dense32, x, m, y);
         const double tInt8 = int8 ? timeCalls(*int8, x, m, y) : NAN;
         const double t24 = timeCalls(*k24, x, m, y);
+        const double t24i8 = timeCalls(*k24i8, x, m, y);
         double tc[3];
         for (int i = 0; i < 3; ++i)
             tc[i] = timeCalls(*csr[static_cast<std::size_t>(i)].kernel, x, m, y);
-        std::printf("%5lld %12.3f %12.3f %12.3f %12.3f %12.3f %12.3f   %.2fx / %.2fx / %.2fx / %.2fx / %.2fx\n",
-                    static_cast<long long>(m), 1e3 * tDense, 1e3 * tInt8, 1e3 * t24, 1e3 * tc[0], 1e3 * tc[1], 1e3 * tc[2],
-                    tDense / tInt8, tDense / t24, tDense / tc[0], tDense / tc[1], tDense / tc[2]);
+        std::printf("%5lld %10.3f %10.3f %10.3f %11.3f %10.3f %10.3f %10.3f   %.2fx / %.2fx / %.2fx / %.2fx / %.2fx;  %.2fx\n",
+                    static_cast<long long>(m), 1e3 * tDense, 1e3 * tInt8, 1e3 * t24, 1e3 * t24i8, 1e3 * tc[0], 1e3 * tc[1], 1e3 * tc[2],
+                    tDense / tInt8, tDense / t24, tDense / tc[0], tDense / tc[1], tDense / tc[2], tInt8 / t24i8);
     }
 }
 

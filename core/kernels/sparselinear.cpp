@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #pragma GCC diagnostic pop
 
 #define BITSMITH_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
@@ -31,7 +32,7 @@ inline int slotGroup(int k) { return (k >> 2) + ((k & 3) >= 2 ? 4 : 0); }
 
 } // namespace
 
-Expected<Sparse24Weights> Sparse24Weights::fromDense(MatrixView w)
+Expected<Sparse24Weights> Sparse24Weights::fromDense(MatrixView w, bool int8)
 {
     if (w.cols % kChunk != 0)
         return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("the 2:4 kernel needs a multiple of 32 inputs, not %1").arg(w.cols))
@@ -77,6 +78,25 @@ Expected<Sparse24Weights> Sparse24Weights::fromDense(MatrixView w)
             s.m_indices[static_cast<std::size_t>(r * chunks + ch)] = bits;
         }
     }
+    if (int8) {
+        s.m_int8 = true;
+        const std::int64_t perRow = w.cols / 2;
+        s.m_values8.resize(s.m_values.size());
+        s.m_scales.resize(static_cast<std::size_t>(w.rows));
+        for (std::int64_t r = 0; r < w.rows; ++r) {
+            const float *v = s.m_values.data() + r * perRow;
+            float maxAbs = 0.0f;
+            for (std::int64_t i = 0; i < perRow; ++i)
+                maxAbs = std::max(maxAbs, std::abs(v[i]));
+            const float scale = maxAbs > 0.0f ? maxAbs / 127.0f : 1.0f;
+            s.m_scales[static_cast<std::size_t>(r)] = scale;
+            for (std::int64_t i = 0; i < perRow; ++i)
+                s.m_values8[static_cast<std::size_t>(r * perRow + i)] =
+                    static_cast<std::int8_t>(std::clamp(std::nearbyint(v[i] / scale), -127.0f, 127.0f));
+        }
+        s.m_values.clear();
+        s.m_values.shrink_to_fit();
+    }
     return s;
 }
 
@@ -86,41 +106,70 @@ void Sparse24Weights::toDense(float *out) const
     const std::int64_t chunks = m_cols / kChunk;
     for (std::int64_t r = 0; r < m_rows; ++r)
         for (std::int64_t ch = 0; ch < chunks; ++ch) {
-            const float *vals = m_values.data() + (r * chunks + ch) * 16;
             const std::uint32_t bits = m_indices[static_cast<std::size_t>(r * chunks + ch)];
-            for (int k = 0; k < 16; ++k)
-                if (vals[k] != 0.0f)
-                    out[r * m_cols + ch * kChunk + slotGroup(k) * 4 + ((bits >> (2 * k)) & 3)] = vals[k];
+            for (int k = 0; k < 16; ++k) {
+                const std::size_t at = static_cast<std::size_t>((r * chunks + ch) * 16 + k);
+                const float v = m_int8 ? m_scales[static_cast<std::size_t>(r)] * static_cast<float>(m_values8[at]) : m_values[at];
+                if (v != 0.0f)
+                    out[r * m_cols + ch * kChunk + slotGroup(k) * 4 + ((bits >> (2 * k)) & 3)] = v;
+            }
         }
 }
 
 namespace {
 
+// Value access for f32 and int8 2:4 weights (int8: widened to f32; the row scale is applied to
+// the finished sum).
+template <typename T>
+const T *values24(const Sparse24Weights &w);
+template <>
+const float *values24<float>(const Sparse24Weights &w) { return w.values(); }
+template <>
+const std::int8_t *values24<std::int8_t>(const Sparse24Weights &w) { return w.values8(); }
+template <typename T>
+float rowScale24(const Sparse24Weights &w, std::int64_t r)
+{
+    if constexpr (std::is_same_v<T, float>)
+        return 1.0f;
+    else
+        return w.rowScales()[r];
+}
+BITSMITH_AVX512 inline __m512 load16(const float *p) { return _mm512_loadu_ps(p); }
+BITSMITH_AVX512 inline __m512 load16(const std::int8_t *p)
+{
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p))));
+}
+BITSMITH_AVX2 inline __m256 load8(const float *p) { return _mm256_loadu_ps(p); }
+BITSMITH_AVX2 inline __m256 load8(const std::int8_t *p)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(p))));
+}
+
 // y[m][r] for rows [r0, r1) and MB rows of x.
-template <int MB>
+template <int MB, typename T>
 void gemv24Scalar(const Sparse24Weights &w, const float *x, std::int64_t ldx, float *y, std::int64_t ldy, std::int64_t r0, std::int64_t r1)
 {
     const std::int64_t chunks = w.cols() / Sparse24Weights::kChunk;
     for (std::int64_t r = r0; r < r1; ++r) {
         float acc[MB] = {};
         for (std::int64_t ch = 0; ch < chunks; ++ch) {
-            const float *vals = w.values() + (r * chunks + ch) * 16;
+            const T *vals = values24<T>(w) + (r * chunks + ch) * 16;
             const std::uint32_t bits = w.indices()[r * chunks + ch];
             for (int k = 0; k < 16; ++k) {
                 const std::int64_t c = ch * 32 + slotGroup(k) * 4 + ((bits >> (2 * k)) & 3);
                 for (int m = 0; m < MB; ++m)
-                    acc[m] += vals[k] * x[m * ldx + c];
+                    acc[m] += static_cast<float>(vals[k]) * x[m * ldx + c];
             }
         }
         for (int m = 0; m < MB; ++m)
-            y[m * ldy + r] = acc[m];
+            y[m * ldy + r] = rowScale24<T>(w, r) * acc[m];
     }
 }
 
 // MB > 1: the chunk's weights are expanded once into two dense 16-lane vectors (zeros where
 // pruned: in-lane broadcasts of each slot's value and position, compared with the lane position),
 // which every row of x then uses with two plain FMAs — the permutes are shared by the batch.
-template <int MB>
+template <int MB, typename T>
 BITSMITH_AVX512 void gemv24ExpandAvx512(const Sparse24Weights &w, const float *x, std::int64_t ldx, float *y, std::int64_t ldy,
                                         std::int64_t r0, std::int64_t r1)
 {
@@ -129,14 +178,14 @@ BITSMITH_AVX512 void gemv24ExpandAvx512(const Sparse24Weights &w, const float *x
     const __m512i lanePos = _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
     const __m512i three = _mm512_set1_epi32(3);
     for (std::int64_t r = r0; r < r1; ++r) {
-        const float *vals = w.values() + r * chunks * 16;
+        const T *vals = values24<T>(w) + r * chunks * 16;
         const std::uint32_t *idx = w.indices() + r * chunks;
         __m512 acc[MB];
         for (int m = 0; m < MB; ++m)
             acc[m] = _mm512_setzero_ps();
         for (std::int64_t ch = 0; ch < chunks; ++ch) {
             const __m512i pos = _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(idx[ch])), shifts), three);
-            const __m512 v = _mm512_loadu_ps(vals + ch * 16);
+            const __m512 v = load16(vals + ch * 16);
             // groups 0..3 (x[0..16)): slots 0 and 1 of each lane; groups 4..7 (x[16..32)): slots 2 and 3
             const __mmask16 a0 = _mm512_cmpeq_epi32_mask(_mm512_shuffle_epi32(pos, _MM_PERM_AAAA), lanePos);
             const __mmask16 a1 = _mm512_cmpeq_epi32_mask(_mm512_shuffle_epi32(pos, _MM_PERM_BBBB), lanePos);
@@ -153,18 +202,18 @@ BITSMITH_AVX512 void gemv24ExpandAvx512(const Sparse24Weights &w, const float *x
             }
         }
         for (int m = 0; m < MB; ++m)
-            y[m * ldy + r] = _mm512_reduce_add_ps(acc[m]);
+            y[m * ldy + r] = rowScale24<T>(w, r) * _mm512_reduce_add_ps(acc[m]);
     }
 }
 
-template <int MB>
+template <int MB, typename T>
 BITSMITH_AVX512 void gemv24Avx512(const Sparse24Weights &w, const float *x, std::int64_t ldx, float *y, std::int64_t ldy,
                                   std::int64_t r0, std::int64_t r1)
 {
     const std::int64_t chunks = w.cols() / Sparse24Weights::kChunk;
     const __m512i shifts = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     for (std::int64_t r = r0; r < r1; ++r) {
-        const float *vals = w.values() + r * chunks * 16;
+        const T *vals = values24<T>(w) + r * chunks * 16;
         const std::uint32_t *idx = w.indices() + r * chunks;
         __m512 acc[MB], acc2[MB];
         for (int m = 0; m < MB; ++m) {
@@ -176,7 +225,7 @@ BITSMITH_AVX512 void gemv24Avx512(const Sparse24Weights &w, const float *x, std:
         for (; ch + 1 < chunks; ch += 2) {
             const __m512i i0 = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(idx[ch])), shifts);
             const __m512i i1 = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(idx[ch + 1])), shifts);
-            const __m512 v0 = _mm512_loadu_ps(vals + ch * 16), v1 = _mm512_loadu_ps(vals + ch * 16 + 16);
+            const __m512 v0 = load16(vals + ch * 16), v1 = load16(vals + ch * 16 + 16);
             for (int m = 0; m < MB; ++m) {
                 const float *xm = x + m * ldx + ch * 32;
                 const __m512 a = _mm512_mask_blend_ps(0xCCCC, _mm512_permutevar_ps(_mm512_loadu_ps(xm), i0),
@@ -189,7 +238,7 @@ BITSMITH_AVX512 void gemv24Avx512(const Sparse24Weights &w, const float *x, std:
         }
         for (; ch < chunks; ++ch) {
             const __m512i i0 = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(idx[ch])), shifts);
-            const __m512 v0 = _mm512_loadu_ps(vals + ch * 16);
+            const __m512 v0 = load16(vals + ch * 16);
             for (int m = 0; m < MB; ++m) {
                 const float *xm = x + m * ldx + ch * 32;
                 const __m512 a = _mm512_mask_blend_ps(0xCCCC, _mm512_permutevar_ps(_mm512_loadu_ps(xm), i0),
@@ -198,7 +247,7 @@ BITSMITH_AVX512 void gemv24Avx512(const Sparse24Weights &w, const float *x, std:
             }
         }
         for (int m = 0; m < MB; ++m)
-            y[m * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[m], acc2[m]));
+            y[m * ldy + r] = rowScale24<T>(w, r) * _mm512_reduce_add_ps(_mm512_add_ps(acc[m], acc2[m]));
     }
 }
 
@@ -209,7 +258,7 @@ BITSMITH_AVX2 inline float hsum256(__m256 v)
     return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
-template <int MB>
+template <int MB, typename T>
 BITSMITH_AVX2 void gemv24Avx2(const Sparse24Weights &w, const float *x, std::int64_t ldx, float *y, std::int64_t ldy,
                               std::int64_t r0, std::int64_t r1)
 {
@@ -217,7 +266,7 @@ BITSMITH_AVX2 void gemv24Avx2(const Sparse24Weights &w, const float *x, std::int
     const __m256i shLo = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     const __m256i shHi = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);
     for (std::int64_t r = r0; r < r1; ++r) {
-        const float *vals = w.values() + r * chunks * 16;
+        const T *vals = values24<T>(w) + r * chunks * 16;
         const std::uint32_t *idx = w.indices() + r * chunks;
         __m256 acc[MB], acc2[MB];
         for (int m = 0; m < MB; ++m) {
@@ -227,7 +276,7 @@ BITSMITH_AVX2 void gemv24Avx2(const Sparse24Weights &w, const float *x, std::int
         for (std::int64_t ch = 0; ch < chunks; ++ch) {
             const __m256i b = _mm256_set1_epi32(static_cast<int>(idx[ch]));
             const __m256i iLo = _mm256_srlv_epi32(b, shLo), iHi = _mm256_srlv_epi32(b, shHi);
-            const __m256 vLo = _mm256_loadu_ps(vals + ch * 16), vHi = _mm256_loadu_ps(vals + ch * 16 + 8);
+            const __m256 vLo = load8(vals + ch * 16), vHi = load8(vals + ch * 16 + 8);
             for (int m = 0; m < MB; ++m) {
                 const float *xm = x + m * ldx + ch * 32;
                 // values 0..7: groups 0,1 (x[0..8)) and 4,5 (x[16..24)); values 8..15: groups 2,3 and 6,7
@@ -240,21 +289,30 @@ BITSMITH_AVX2 void gemv24Avx2(const Sparse24Weights &w, const float *x, std::int
             }
         }
         for (int m = 0; m < MB; ++m)
-            y[m * ldy + r] = hsum256(_mm256_add_ps(acc[m], acc2[m]));
+            y[m * ldy + r] = rowScale24<T>(w, r) * hsum256(_mm256_add_ps(acc[m], acc2[m]));
     }
 }
 
 using Gemv24Fn = void (*)(const Sparse24Weights &, const float *, std::int64_t, float *, std::int64_t, std::int64_t, std::int64_t);
 
-template <int MB>
+template <int MB, typename T>
 Gemv24Fn gemv24For(KernelIsa isa)
 {
     switch (isa) {
-    case KernelIsa::Avx512: return MB == 1 ? &gemv24Avx512<MB> : &gemv24ExpandAvx512<MB>;
-    case KernelIsa::Avx2: return &gemv24Avx2<MB>;
+    case KernelIsa::Avx512: return MB == 1 ? &gemv24Avx512<MB, T> : &gemv24ExpandAvx512<MB, T>;
+    case KernelIsa::Avx2: return &gemv24Avx2<MB, T>;
     case KernelIsa::Scalar: break;
     }
-    return &gemv24Scalar<MB>;
+    return &gemv24Scalar<MB, T>;
+}
+
+template <typename T>
+void gemv24Table(KernelIsa isa, Gemv24Fn (&fn)[4])
+{
+    fn[0] = gemv24For<1, T>(isa);
+    fn[1] = gemv24For<2, T>(isa);
+    fn[2] = gemv24For<4, T>(isa);
+    fn[3] = gemv24For<8, T>(isa);
 }
 
 // ---- CSR ---------------------------------------------------------------------------------------
@@ -410,10 +468,10 @@ public:
         , m_isa(o.isa.value_or(selectKernelIsa()))
         , m_denseAbove(o.denseAboveRows)
     {
-        m_fn[0] = gemv24For<1>(m_isa);
-        m_fn[1] = gemv24For<2>(m_isa);
-        m_fn[2] = gemv24For<4>(m_isa);
-        m_fn[3] = gemv24For<8>(m_isa);
+        if (m_w->isInt8())
+            gemv24Table<std::int8_t>(m_isa, m_fn);
+        else
+            gemv24Table<float>(m_isa, m_fn);
         if (m_denseAbove >= 0 && !o.denseWeight.empty())
             m_dense = makeDenseLinear(o.denseWeight, bias ? MatrixView{bias, 1, m_w->rows()} : MatrixView{});
     }
@@ -459,7 +517,10 @@ public:
     }
     std::int64_t inFeatures() const override { return m_w->cols(); }
     std::int64_t outFeatures() const override { return m_w->rows(); }
-    QString description() const override { return QStringLiteral("sparse 2:4 f32 (%1)").arg(QLatin1String(kernelIsaName(m_isa))); }
+    QString description() const override
+    {
+        return QStringLiteral("sparse 2:4 %1 (%2)").arg(QLatin1String(m_w->isInt8() ? "int8" : "f32"), QLatin1String(kernelIsaName(m_isa)));
+    }
 
 private:
     std::shared_ptr<const Sparse24Weights> m_w;

@@ -30,17 +30,28 @@ class Sparse24Weights
 public:
     static constexpr std::int64_t kChunk = 32; // inputs per chunk (16 values + one 32-bit index word)
     // Errors: cols not a multiple of 32, a group of 4 with more than 2 nonzeros, non-finite values.
-    static Expected<Sparse24Weights> fromDense(MatrixView w);
+    // int8: the kept values are quantized symmetrically per row (scale = max |w| / 127, round to
+    // nearest), so the kernel computes with those values (toDense() gives them back).
+    static Expected<Sparse24Weights> fromDense(MatrixView w, bool int8 = false);
     std::int64_t rows() const { return m_rows; }
     std::int64_t cols() const { return m_cols; }
+    bool isInt8() const { return m_int8; }
     void toDense(float *out) const; // rows * cols
-    const float *values() const { return m_values.data(); }          // rows * cols / 2
+    const float *values() const { return m_values.data(); }          // f32: rows * cols / 2
+    const std::int8_t *values8() const { return m_values8.data(); }  // int8: rows * cols / 2
+    const float *rowScales() const { return m_scales.data(); }       // int8: rows
     const std::uint32_t *indices() const { return m_indices.data(); } // rows * cols / 32
-    std::int64_t bytes() const { return static_cast<std::int64_t>(m_values.size() * 4 + m_indices.size() * 4); }
+    std::int64_t bytes() const
+    {
+        return static_cast<std::int64_t>(m_values.size() * 4 + m_values8.size() + m_scales.size() * 4 + m_indices.size() * 4);
+    }
 
 private:
     std::int64_t m_rows = 0, m_cols = 0;
+    bool m_int8 = false;
     std::vector<float> m_values;
+    std::vector<std::int8_t> m_values8;
+    std::vector<float> m_scales;
     std::vector<std::uint32_t> m_indices;
 };
 
@@ -72,7 +83,8 @@ struct SparseKernelOptions
     MatrixView denseWeight;             // the zero-filled weight for the fallback (must outlive the kernel)
 };
 
-// bias: null or outFeatures floats that outlive the kernel. description(): "sparse 2:4 f32 (avx512)".
+// bias: null or outFeatures floats that outlive the kernel. description(): "sparse 2:4 f32 (avx512)"
+// or "sparse 2:4 int8 (avx512)" (int8 values: f32 activations, values widened in the kernel).
 std::unique_ptr<LinearKernel> makeSparse24Linear(std::shared_ptr<const Sparse24Weights> w, const float *bias,
                                                  const SparseKernelOptions &options = {});
 std::unique_ptr<LinearKernel> makeCsrLinear(std::shared_ptr<const CsrWeights> w, const float *bias,

@@ -552,17 +552,20 @@ private slots:
     {
         QTest::addColumn<int>("isa");
         QTest::addColumn<bool>("csr");
+        QTest::addColumn<bool>("int8");
         for (KernelIsa isa : {KernelIsa::Scalar, KernelIsa::Avx2, KernelIsa::Avx512}) {
             if (!kernelIsaSupported(isa))
                 continue;
-            QTest::addRow("2:4 %s", kernelIsaName(isa)) << int(isa) << false;
-            QTest::addRow("csr %s", kernelIsaName(isa)) << int(isa) << true;
+            QTest::addRow("2:4 %s", kernelIsaName(isa)) << int(isa) << false << false;
+            QTest::addRow("2:4 int8 %s", kernelIsaName(isa)) << int(isa) << false << true;
+            QTest::addRow("csr %s", kernelIsaName(isa)) << int(isa) << true << false;
         }
     }
     void sparseKernelsMatchDense()
     {
         QFETCH(int, isa);
         QFETCH(bool, csr);
+        QFETCH(bool, int8);
         const std::int64_t n = 40, k = csr ? 100 : 96;
         auto w = randomMatrix(n, k, 11);
         const MatrixView view{w.data(), n, k};
@@ -590,11 +593,25 @@ private slots:
             s->toDense(back.data());
             kernel = makeCsrLinear(std::make_shared<const CsrWeights>(std::move(*s)), bias.data(), o);
         } else {
-            auto s = Sparse24Weights::fromDense(pruned);
+            auto s = Sparse24Weights::fromDense(pruned, int8);
             QVERIFY(s);
-            QVERIFY(s->bytes() * 16 < static_cast<std::int64_t>(w.size() * 4) * 9); // < 0.5625 of dense f32
+            // f32: 0.53 of dense f32 (values + 2-bit positions); int8: 0.625 of dense int8 + row scales
+            QVERIFY(static_cast<double>(s->bytes()) < (int8 ? 0.67 : 0.5625) * static_cast<double>(w.size() * (int8 ? 1 : 4)));
             s->toDense(back.data());
             kernel = makeSparse24Linear(std::make_shared<const Sparse24Weights>(std::move(*s)), bias.data(), o);
+        }
+        if (int8) {
+            // int8 values: the zeros stay, the rest within per-row int8 rounding; the kernel then
+            // computes exactly with those values
+            double num = 0, den = 0;
+            for (std::size_t i = 0; i < w.size(); ++i) {
+                QCOMPARE(back[i] == 0.0f, w[i] == 0.0f);
+                num += (back[i] - w[i]) * (back[i] - w[i]);
+                den += w[i] * w[i];
+            }
+            QVERIFY2(num / den < 1e-4, qPrintable(QString::number(num / den)));
+            QVERIFY(num > 0);
+            w = back;
         }
         QCOMPARE(back, w); // the format round-trips exactly
         for (std::int64_t m : {1, 2, 3, 4, 5, 8, 11, 16, 21, 40, 600}) {
