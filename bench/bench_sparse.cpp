@@ -17,6 +17,7 @@
 #include "core/model.h"
 #include "core/prune/mask.h"
 #include "core/prune/structured.h"
+#include "core/quant/quantizer.h"
 #include "core/threading.h"
 #include "core/transformer.h"
 
@@ -217,6 +218,18 @@ int main(int argc, char **argv)
     row("2:4 on the 2:4 kernel", measure(p24, *ids, decode));
     qputenv("BITSMITH_SPARSE", "0");
     row("2:4 on dense kernels (BITSMITH_SPARSE=0)", measure(p24, *ids, decode));
+    qunsetenv("BITSMITH_SPARSE");
+    // 2:4 + 8-bit symmetric per-channel (RTN of the pruned weights: zeros stay zeros)
+    auto p24q8 = p24->cloneMutable();
+    for (const WeightInfo &w : p24->weights()) {
+        if (!isLinearRole(w.role) || w.role == WeightRole::LmHead)
+            continue;
+        if (auto q = quantizeRtn(p24->weight(w.name), QuantFormat{8, 0, true}); q)
+            (void)p24q8->setQuantized(w.name, std::move(*q), Execution::WeightOnly);
+    }
+    row("2:4 + int8 on the int8 2:4 kernel", measure(p24q8, *ids, decode));
+    qputenv("BITSMITH_SPARSE", "0");
+    row("2:4 + int8 on the packed int8 kernel", measure(p24q8, *ids, decode));
     qunsetenv("BITSMITH_SPARSE");
     auto p90 = magnitudePruned(**model, 0.9, {});
     row("90% unstructured on CSR", measure(p90, *ids, decode));

@@ -43,6 +43,8 @@ Transformer::Transformer(std::shared_ptr<const Model> model, LinearBackend backe
             if (auto k = makeInt8Linear(q->weights, b.data); k)
                 return std::move(*k);
         } else if (q) {
+            if (auto sparse = makeSparseQuantizedLinearIfPays(q->weights, w, b)) // 2:4 + int8 where it pays
+                return sparse;
             if (auto packed = PackedWeights::pack(q->weights); packed)
                 return makePackedLinear(std::make_shared<const PackedWeights>(std::move(*packed)), b.data);
         }

@@ -100,6 +100,32 @@ Expected<Sparse24Weights> Sparse24Weights::fromDense(MatrixView w, bool int8)
     return s;
 }
 
+Expected<Sparse24Weights> Sparse24Weights::fromQuantized(const QuantizedTensor &q)
+{
+    if (q.format.bits != 8 || !q.format.symmetric || q.format.groupSize > 0 || !q.groupIndex.empty())
+        return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("the int8 2:4 kernel takes 8-bit symmetric per-channel weights"))
+                              .forParameter(QStringLiteral("format")));
+    // Codes relative to the zero point as f32 "weights": the 2:4 packing and checks of fromDense.
+    std::vector<float> centred(static_cast<std::size_t>(q.rows * q.cols));
+    for (std::int64_t r = 0; r < q.rows; ++r)
+        for (std::int64_t c = 0; c < q.cols; ++c)
+            centred[static_cast<std::size_t>(r * q.cols + c)] =
+                static_cast<float>(q.codes[static_cast<std::size_t>(r * q.cols + c)]) - q.zero(r, 0);
+    auto s = fromDense(MatrixView{centred.data(), q.rows, q.cols});
+    if (!s)
+        return s;
+    s->m_int8 = true;
+    s->m_values8.resize(s->m_values.size());
+    for (std::size_t i = 0; i < s->m_values.size(); ++i)
+        s->m_values8[i] = static_cast<std::int8_t>(s->m_values[i]); // in [-128, 127]
+    s->m_scales.resize(static_cast<std::size_t>(q.rows));
+    for (std::int64_t r = 0; r < q.rows; ++r)
+        s->m_scales[static_cast<std::size_t>(r)] = q.scale(r, 0);
+    s->m_values.clear();
+    s->m_values.shrink_to_fit();
+    return s;
+}
+
 void Sparse24Weights::toDense(float *out) const
 {
     std::fill(out, out + m_rows * m_cols, 0.0f);
@@ -676,6 +702,26 @@ std::unique_ptr<LinearKernel> makeSparseLinearIfPays(MatrixView w, MatrixView bi
             return makeCsrLinear(std::make_shared<const CsrWeights>(std::move(*s)), bias.data, o);
     }
     return nullptr;
+}
+
+} // namespace bitsmith::core
+
+namespace bitsmith::core {
+
+std::unique_ptr<LinearKernel> makeSparseQuantizedLinearIfPays(const QuantizedTensor &q, MatrixView dequantized, MatrixView bias)
+{
+    if (const char *env = std::getenv("BITSMITH_SPARSE"); env && std::strcmp(env, "0") == 0)
+        return nullptr;
+    if (q.format.bits != 8 || !q.format.symmetric || q.format.groupSize > 0 || !q.groupIndex.empty()
+        || q.cols % Sparse24Weights::kChunk != 0)
+        return nullptr;
+    auto s = Sparse24Weights::fromQuantized(q);
+    if (!s)
+        return nullptr;
+    SparseKernelOptions o;
+    o.denseAboveRows = kSparseDenseAboveRows;
+    o.denseWeight = dequantized;
+    return makeSparse24Linear(std::make_shared<const Sparse24Weights>(std::move(*s)), bias.data, o);
 }
 
 } // namespace bitsmith::core

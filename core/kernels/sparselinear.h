@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/linear.h"
+#include "core/quant/quantizedtensor.h"
 #include "packedlinear.h" // KernelIsa, selectKernelIsa
 
 #include <cstdint>
@@ -33,6 +34,10 @@ public:
     // int8: the kept values are quantized symmetrically per row (scale = max |w| / 127, round to
     // nearest), so the kernel computes with those values (toDense() gives them back).
     static Expected<Sparse24Weights> fromDense(MatrixView w, bool int8 = false);
+    // An 8-bit symmetric per-channel (or per-tensor) quantized tensor whose codes are 2:4 around
+    // the zero point: int8 values code - 128 with the row's scale, exactly what it dequantizes to.
+    // Errors: another format, act-order, not 2:4, cols not a multiple of 32.
+    static Expected<Sparse24Weights> fromQuantized(const QuantizedTensor &q);
     std::int64_t rows() const { return m_rows; }
     std::int64_t cols() const { return m_cols; }
     bool isInt8() const { return m_int8; }
@@ -101,5 +106,8 @@ inline constexpr std::int64_t kSparseDenseAboveRows = 2;
 inline constexpr double kCsrAlwaysSparsity = 0.85; // CSR this sparse stays sparse up to M = 64
 inline constexpr std::int64_t kCsrDenseAboveRowsVerySparse = 64;
 std::unique_ptr<LinearKernel> makeSparseLinearIfPays(MatrixView w, MatrixView bias);
+// The same for a quantized layer: 8-bit symmetric per-channel weights in a 2:4 pattern run on the
+// int8 2:4 kernel (the dense fallback above M = 2 is oneDNN f32 over `dequantized`); else null.
+std::unique_ptr<LinearKernel> makeSparseQuantizedLinearIfPays(const QuantizedTensor &q, MatrixView dequantized, MatrixView bias);
 
 } // namespace bitsmith::core

@@ -10,6 +10,7 @@
 #include "core/prune/mask.h"
 #include "core/prune/sparsegpt.h"
 #include "core/prune/structured.h"
+#include "core/quant/quantizer.h" // quantizeRtn
 #include "core/recipe.h"
 #include "core/safetensors.h"
 #include "core/sdk/techniqueregistry.h"
@@ -659,6 +660,24 @@ private slots:
             k24->forward(x.data(), m, y.data());
             QVERIFY(nmse(y, denseReference(p24, 64, 128, x, m, nullptr)) < 1e-12);
         }
+        // 2:4 + 8-bit symmetric per-channel (pruned zeros are the zero point): the int8 2:4 kernel,
+        // exactly the dequantized layer
+        auto q8 = quantizeRtn(MatrixView{p24.data(), 64, 128}, QuantFormat{8, 0, true});
+        QVERIFY(q8);
+        std::vector<float> deq(p24.size());
+        q8->dequantize(deq.data());
+        QVERIFY(satisfiesPattern(MatrixView{deq.data(), 64, 128}, SparsityPattern{2, 4}));
+        auto k8 = makeSparseQuantizedLinearIfPays(*q8, MatrixView{deq.data(), 64, 128}, {});
+        QVERIFY(k8);
+        QVERIFY(k8->description().startsWith(QStringLiteral("sparse 2:4 int8")));
+        for (std::int64_t m : {1, 2, 7}) {
+            const auto x = randomMatrix(m, 128, 9);
+            std::vector<float> y(static_cast<std::size_t>(m * 64));
+            k8->forward(x.data(), m, y.data());
+            QVERIFY(nmse(y, denseReference(deq, 64, 128, x, m, nullptr)) < 1e-12);
+        }
+        auto q4 = quantizeRtn(MatrixView{p24.data(), 64, 128}, QuantFormat{4, 128, false});
+        QVERIFY(!makeSparseQuantizedLinearIfPays(*q4, MatrixView{deq.data(), 64, 128}, {})); // not int8
         qputenv("BITSMITH_SPARSE", "0");
         QVERIFY(!makeSparseLinearIfPays(MatrixView{p24.data(), 64, 128}, {}));
         qunsetenv("BITSMITH_SPARSE");
