@@ -8,7 +8,8 @@
 //      model, 50 % unstructured and 2:4 magnitude-pruned copies (on the sparse kernels, and on the
 //      dense ones with BITSMITH_SPARSE=0), and structured pruning of 25 % of the MLP neurons and
 //      50 % of the heads (the smallest step on this model: one query head per KV group).
-// Usage: bench_sparse [--threads N] [--seconds S per measurement, default 0.3] [--quick]
+// Usage: bench_sparse [--threads N] [--seconds S per measurement, default 0.3] [--quick (4096 x 4096 only)]
+//                     [--e2e-only]
 #include "core/calibration.h"
 #include "core/evaluate.h"
 #include "core/kernels/int8linear.h"
@@ -31,6 +32,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 using namespace bitsmith::core;
@@ -178,7 +180,7 @@ int main(int argc, char **argv)
     QCoreApplication app(argc, argv);
     const QStringList args = app.arguments();
     int threads = 1;
-    bool quick = false;
+    bool quick = false, e2eOnly = false;
     for (int i = 1; i < args.size(); ++i) {
         if (args[i] == QLatin1String("--threads") && i + 1 < args.size())
             threads = args[++i].toInt();
@@ -186,11 +188,14 @@ int main(int argc, char **argv)
             g_seconds = args[++i].toDouble();
         else if (args[i] == QLatin1String("--quick"))
             quick = true;
+        else if (args[i] == QLatin1String("--e2e-only"))
+            e2eOnly = true;
     }
     setThreadCount(threads);
     std::printf("bench_sparse: %d thread(s), ISA %s\n", threads, kernelIsaName(selectKernelIsa()));
-    benchShape(4096, 4096, true);
-    if (!quick) {
+    if (!e2eOnly)
+        benchShape(4096, 4096, true);
+    if (!quick && !e2eOnly) {
         benchShape(11008, 4096, true);
         benchShape(4096, 11008, true);
     }
@@ -205,20 +210,23 @@ int main(int argc, char **argv)
     if (!ids || !calibIds)
         return 1;
     const int decode = 200;
-    std::printf("\nbundled model, end to end (eval: ctx 256, 8 windows; decode: %d tokens, best of 3)\n", decode);
-    std::printf("%-44s %12s %12s %10s %10s\n", "model", "eval tok/s", "decode tok/s", "eval x", "decode x");
-    const Speed base = measure(*model, *ids, decode);
-    auto row = [&](const char *name, const Speed &s) {
-        std::printf("%-44s %12.1f %12.1f %9.2fx %9.2fx\n", name, s.eval, s.decode, s.eval / base.eval, s.decode / base.decode);
+    std::printf("\nbundled model, end to end (eval: ctx 256, 8 windows; decode: %d tokens; best of 3 rounds)\n", decode);
+    std::printf("%-52s %12s %12s %10s %10s\n", "model", "eval tok/s", "decode tok/s", "eval x", "decode x");
+    // Every configuration is measured 3 times, round robin, keeping the best (the host is shared).
+    struct Config
+    {
+        std::string name;
+        std::shared_ptr<const Model> model;
+        bool sparseKernels = true;
+        Speed best;
     };
-    row("dense bf16 -> f32 (baseline)", base);
+    std::vector<Config> configs;
+    configs.push_back({"dense bf16 -> f32 (baseline)", *model});
     auto p50 = magnitudePruned(**model, 0.5, {});
     auto p24 = magnitudePruned(**model, 0.0, SparsityPattern{2, 4});
-    row("50% unstructured (runtime choice)", measure(p50, *ids, decode));
-    row("2:4 on the 2:4 kernel", measure(p24, *ids, decode));
-    qputenv("BITSMITH_SPARSE", "0");
-    row("2:4 on dense kernels (BITSMITH_SPARSE=0)", measure(p24, *ids, decode));
-    qunsetenv("BITSMITH_SPARSE");
+    configs.push_back({"50% unstructured (runtime choice)", p50});
+    configs.push_back({"2:4 on the 2:4 kernel", p24});
+    configs.push_back({"2:4 on dense kernels (BITSMITH_SPARSE=0)", p24, false});
     // 2:4 + 8-bit symmetric per-channel (RTN of the pruned weights: zeros stay zeros)
     auto p24q8 = p24->cloneMutable();
     for (const WeightInfo &w : p24->weights()) {
@@ -227,21 +235,19 @@ int main(int argc, char **argv)
         if (auto q = quantizeRtn(p24->weight(w.name), QuantFormat{8, 0, true}); q)
             (void)p24q8->setQuantized(w.name, std::move(*q), Execution::WeightOnly);
     }
-    row("2:4 + int8 on the int8 2:4 kernel", measure(p24q8, *ids, decode));
-    qputenv("BITSMITH_SPARSE", "0");
-    row("2:4 + int8 on the packed int8 kernel", measure(p24q8, *ids, decode));
-    qunsetenv("BITSMITH_SPARSE");
-    auto p90 = magnitudePruned(**model, 0.9, {});
-    row("90% unstructured on CSR", measure(p90, *ids, decode));
+    configs.push_back({"2:4 + int8 on the int8 2:4 kernel", p24q8});
+    configs.push_back({"2:4 + int8 on the packed int8 kernel", p24q8, false});
+    configs.push_back({"90% unstructured on CSR", magnitudePruned(**model, 0.9, {})});
 
     auto calib = makeCalibrationSequences(*calibIds, 16, 256, 0);
     auto imp = structuredImportance(*model, *calib);
     QTemporaryDir dir;
+    int index = 0;
     for (auto [heads, mlp, name] : {std::tuple{0.0, 0.25, "structured: 25% of MLP neurons"},
                                     std::tuple{0.5, 0.0, "structured: 50% of heads (1 per KV group)"},
                                     std::tuple{0.5, 0.25, "structured: 50% heads + 25% MLP"}}) {
         auto plan = planStructuredPruning(**model, *imp, heads, mlp);
-        const QString out = dir.filePath(QStringLiteral("s"));
+        const QString out = dir.filePath(QStringLiteral("s%1").arg(index++));
         if (!plan || !writeStructuredModel(**model, *plan, out))
             return 1;
         auto small = Model::load(out);
@@ -250,7 +256,20 @@ int main(int argc, char **argv)
         const double kept = static_cast<double>((*small)->totalParameters()) / static_cast<double>((*model)->totalParameters());
         char label[96];
         std::snprintf(label, sizeof label, "%s (%.1f%% params)", name, 100.0 * kept);
-        row(label, measure(*small, *ids, decode));
+        configs.push_back({label, *small});
     }
+    for (int rep = 0; rep < 3; ++rep)
+        for (Config &c : configs) {
+            if (!c.sparseKernels)
+                qputenv("BITSMITH_SPARSE", "0");
+            const Speed s = measure(c.model, *ids, decode);
+            qunsetenv("BITSMITH_SPARSE");
+            c.best.eval = std::max(c.best.eval, s.eval);
+            c.best.decode = std::max(c.best.decode, s.decode);
+        }
+    const Speed base = configs.front().best;
+    for (const Config &c : configs)
+        std::printf("%-52s %12.1f %12.1f %9.2fx %9.2fx\n", c.name.c_str(), c.best.eval, c.best.decode, c.best.eval / base.eval,
+                    c.best.decode / base.decode);
     return 0;
 }
