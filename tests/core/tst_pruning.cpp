@@ -23,6 +23,7 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <array>
 #include <cmath>
 #include <random>
 
@@ -532,6 +533,41 @@ private slots:
         auto smaller = Model::load(out);
         QVERIFY(smaller);
         QVERIFY(maxAbsDiff(a, logitsOf(Transformer(*smaller), ids)) > 1e-3f);
+    }
+
+    void structuredExportMatchesPyTorch()
+    {
+        // The bundled model with one query head per KV group and 25 % of the MLP neurons removed,
+        // as `compress --method structured --heads 0.5 --mlp 0.25 --calib-sequences 4
+        // --calib-length 128` makes it; tools/structured_reference.py ran that folder through an
+        // independent PyTorch Llama forward pass.
+        auto model = Model::load(defaultModelDir());
+        QVERIFY(model);
+        auto ids = tokenizeTextFile(**model, defaultModelDir() + QStringLiteral("/calib.txt"));
+        QVERIFY(ids);
+        auto seqs = makeCalibrationSequences(*ids, 4, 128, 0);
+        QVERIFY(seqs);
+        auto imp = structuredImportance(*model, *seqs);
+        QVERIFY(imp);
+        auto plan = planStructuredPruning(**model, *imp, 0.5, 0.25);
+        QVERIFY(plan);
+        QTemporaryDir dir;
+        QVERIFY(writeStructuredModel(**model, *plan, dir.path()));
+        auto small = Model::load(dir.path());
+        QVERIFY2(small, qPrintable(small ? QString() : small.error().toString()));
+        std::vector<float> want;
+        std::vector<long> shape;
+        QVERIFY(readNpyF32(pruneData(QStringLiteral("structured_logits.npy")), want, shape));
+        QCOMPARE(shape, (std::vector<long>{3, 4096}));
+        const std::vector<std::int32_t> tokens = {1088, 260, 2342, 424, 3317, 12, 270, 401};
+        const auto logits = logitsOf(Transformer(*small), tokens);
+        float worst = 0;
+        for (int i = 0; i < 3; ++i) {
+            const int pos = std::array{0, 3, 7}[static_cast<std::size_t>(i)];
+            for (int v = 0; v < 4096; ++v)
+                worst = std::max(worst, std::abs(logits[static_cast<std::size_t>(pos * 4096 + v)] - want[static_cast<std::size_t>(i * 4096 + v)]));
+        }
+        QVERIFY2(worst < 1e-3f, qPrintable(QString::number(worst)));
     }
 
     void structuredRejectsBadFractions()
