@@ -80,7 +80,7 @@ public:
         if (auto ok = m_model.setQuantized(tensor, std::move(weights), execution); !ok)
             m_error = ok.error();
         report.sparsity = sparsityOf(tensor);
-        if (layer.settings.targetSparsity() > 0.0)
+        if (layer.settings.targetSparsity() > 0.0 && report.sparsity > 0.0) // pruned and quantized (SparseGPT)
             report.pattern = layer.settings.pattern.name();
         m_result.layers.push_back(report);
     }

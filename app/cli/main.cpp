@@ -464,8 +464,11 @@ int cmdCompress(const QStringList &args)
             recipe->defaultPattern = *p;
         }
         // --bits with a pruning method: prune and quantize in one pass (SparseGPT's joint mode).
-        if (c.parser.isSet(bits) && recipe->defaultTechnique == QLatin1String("sparsegpt")
-            && !recipe->defaultParameters.contains(QStringLiteral("quantize")))
+        if (c.parser.isSet(bits) && recipe->defaultTechnique != QLatin1String("sparsegpt"))
+            return reportError(fail(ErrorCode::InvalidArgument, QStringLiteral("--bits with --sparsity/--pattern needs --method sparsegpt"))
+                                   .forParameter(QStringLiteral("bits"))
+                                   .withHint(QStringLiteral("sparsegpt prunes and quantizes in one pass; other pruners keep f32 weights")));
+        if (c.parser.isSet(bits) && !recipe->defaultParameters.contains(QStringLiteral("quantize")))
             recipe->defaultParameters.insert(QStringLiteral("quantize"), true);
     }
     int sequences = recipe->calibration.sequences, length = recipe->calibration.length;

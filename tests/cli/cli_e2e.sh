@@ -150,6 +150,7 @@ expect_fail "two budgets" "exactly one" -- "$CLI" allocate "$TMP/exp.h5" --targe
 expect_fail "bad sparsity" "sparsity" -- "$CLI" compress default --method magnitude --sparsity 1.5 --out "$TMP/x"
 expect_fail "bad pattern" "pattern" -- "$CLI" compress default --method magnitude --pattern 3:2 --out "$TMP/x"
 expect_fail "pruning without sparsity" "sparsity" -- "$CLI" compress default --method wanda --sparsity 0 --out "$TMP/x"
+expect_fail "bits with a pruner that cannot quantize" "sparsegpt" -- "$CLI" compress default --method wanda --sparsity 0.5 --bits 4 --out "$TMP/x"
 expect_fail "bad structured fraction" "MLP neurons" -- "$CLI" compress default --method structured --mlp 1.2 --out "$TMP/x"
 
 echo "cli_e2e: $pass passed, $failed failed"
