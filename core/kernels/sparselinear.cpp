@@ -171,14 +171,15 @@ BITSMITH_AVX2 inline __m256 load8(const std::int8_t *p)
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(p))));
 }
 
-// y[m][r] for rows [r0, r1) and MB rows of x.
+// y[m][r] for rows [r0, r1) and MB rows of x, over chunks [ch0, ch1) (added to y if accumulate).
 template <int MB, typename T>
-void gemv24Scalar(const Sparse24Weights &w, const float *x, std::int64_t ldx, float *y, std::int64_t ldy, std::int64_t r0, std::int64_t r1)
+void gemv24Scalar(const Sparse24Weights &w, const float *x, std::int64_t ldx, float *y, std::int64_t ldy, std::int64_t r0, std::int64_t r1,
+                  std::int64_t ch0, std::int64_t ch1, bool accumulate)
 {
     const std::int64_t chunks = w.cols() / Sparse24Weights::kChunk;
     for (std::int64_t r = r0; r < r1; ++r) {
         float acc[MB] = {};
-        for (std::int64_t ch = 0; ch < chunks; ++ch) {
+        for (std::int64_t ch = ch0; ch < ch1; ++ch) {
             const T *vals = values24<T>(w) + (r * chunks + ch) * 16;
             const std::uint32_t bits = w.indices()[r * chunks + ch];
             for (int k = 0; k < 16; ++k) {
@@ -188,7 +189,7 @@ void gemv24Scalar(const Sparse24Weights &w, const float *x, std::int64_t ldx, fl
             }
         }
         for (int m = 0; m < MB; ++m)
-            y[m * ldy + r] = rowScale24<T>(w, r) * acc[m];
+            y[m * ldy + r] = (accumulate ? y[m * ldy + r] : 0.0f) + rowScale24<T>(w, r) * acc[m];
     }
 }
 
@@ -197,7 +198,8 @@ void gemv24Scalar(const Sparse24Weights &w, const float *x, std::int64_t ldx, fl
 // which every row of x then uses with two plain FMAs — the permutes are shared by the batch.
 template <int MB, typename T>
 BITSMITH_AVX512 void gemv24ExpandAvx512(const Sparse24Weights &w, const float *x, std::int64_t ldx, float *y, std::int64_t ldy,
-                                        std::int64_t r0, std::int64_t r1)
+                                        std::int64_t r0, std::int64_t r1,
+                  std::int64_t ch0, std::int64_t ch1, bool accumulate)
 {
     const std::int64_t chunks = w.cols() / Sparse24Weights::kChunk;
     const __m512i shifts = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -209,7 +211,7 @@ BITSMITH_AVX512 void gemv24ExpandAvx512(const Sparse24Weights &w, const float *x
         __m512 acc[MB];
         for (int m = 0; m < MB; ++m)
             acc[m] = _mm512_setzero_ps();
-        for (std::int64_t ch = 0; ch < chunks; ++ch) {
+        for (std::int64_t ch = ch0; ch < ch1; ++ch) {
             const __m512i pos = _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(idx[ch])), shifts), three);
             const __m512 v = load16(vals + ch * 16);
             // groups 0..3 (x[0..16)): slots 0 and 1 of each lane; groups 4..7 (x[16..32)): slots 2 and 3
@@ -228,13 +230,14 @@ BITSMITH_AVX512 void gemv24ExpandAvx512(const Sparse24Weights &w, const float *x
             }
         }
         for (int m = 0; m < MB; ++m)
-            y[m * ldy + r] = rowScale24<T>(w, r) * _mm512_reduce_add_ps(acc[m]);
+            y[m * ldy + r] = (accumulate ? y[m * ldy + r] : 0.0f) + rowScale24<T>(w, r) * _mm512_reduce_add_ps(acc[m]);
     }
 }
 
 template <int MB, typename T>
 BITSMITH_AVX512 void gemv24Avx512(const Sparse24Weights &w, const float *x, std::int64_t ldx, float *y, std::int64_t ldy,
-                                  std::int64_t r0, std::int64_t r1)
+                                  std::int64_t r0, std::int64_t r1,
+                  std::int64_t ch0, std::int64_t ch1, bool accumulate)
 {
     const std::int64_t chunks = w.cols() / Sparse24Weights::kChunk;
     const __m512i shifts = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -246,9 +249,9 @@ BITSMITH_AVX512 void gemv24Avx512(const Sparse24Weights &w, const float *x, std:
             acc[m] = _mm512_setzero_ps();
             acc2[m] = _mm512_setzero_ps();
         }
-        std::int64_t ch = 0;
+        std::int64_t ch = ch0;
         // Two chunks per step into two accumulators: the FMA latency chain would bind otherwise.
-        for (; ch + 1 < chunks; ch += 2) {
+        for (; ch + 1 < ch1; ch += 2) {
             const __m512i i0 = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(idx[ch])), shifts);
             const __m512i i1 = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(idx[ch + 1])), shifts);
             const __m512 v0 = load16(vals + ch * 16), v1 = load16(vals + ch * 16 + 16);
@@ -262,7 +265,7 @@ BITSMITH_AVX512 void gemv24Avx512(const Sparse24Weights &w, const float *x, std:
                 acc2[m] = _mm512_fmadd_ps(v1, b, acc2[m]);
             }
         }
-        for (; ch < chunks; ++ch) {
+        for (; ch < ch1; ++ch) {
             const __m512i i0 = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(idx[ch])), shifts);
             const __m512 v0 = load16(vals + ch * 16);
             for (int m = 0; m < MB; ++m) {
@@ -273,7 +276,7 @@ BITSMITH_AVX512 void gemv24Avx512(const Sparse24Weights &w, const float *x, std:
             }
         }
         for (int m = 0; m < MB; ++m)
-            y[m * ldy + r] = rowScale24<T>(w, r) * _mm512_reduce_add_ps(_mm512_add_ps(acc[m], acc2[m]));
+            y[m * ldy + r] = (accumulate ? y[m * ldy + r] : 0.0f) + rowScale24<T>(w, r) * _mm512_reduce_add_ps(_mm512_add_ps(acc[m], acc2[m]));
     }
 }
 
@@ -286,7 +289,8 @@ BITSMITH_AVX2 inline float hsum256(__m256 v)
 
 template <int MB, typename T>
 BITSMITH_AVX2 void gemv24Avx2(const Sparse24Weights &w, const float *x, std::int64_t ldx, float *y, std::int64_t ldy,
-                              std::int64_t r0, std::int64_t r1)
+                              std::int64_t r0, std::int64_t r1,
+                  std::int64_t ch0, std::int64_t ch1, bool accumulate)
 {
     const std::int64_t chunks = w.cols() / Sparse24Weights::kChunk;
     const __m256i shLo = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
@@ -299,7 +303,7 @@ BITSMITH_AVX2 void gemv24Avx2(const Sparse24Weights &w, const float *x, std::int
             acc[m] = _mm256_setzero_ps();
             acc2[m] = _mm256_setzero_ps();
         }
-        for (std::int64_t ch = 0; ch < chunks; ++ch) {
+        for (std::int64_t ch = ch0; ch < ch1; ++ch) {
             const __m256i b = _mm256_set1_epi32(static_cast<int>(idx[ch]));
             const __m256i iLo = _mm256_srlv_epi32(b, shLo), iHi = _mm256_srlv_epi32(b, shHi);
             const __m256 vLo = load8(vals + ch * 16), vHi = load8(vals + ch * 16 + 8);
@@ -315,11 +319,12 @@ BITSMITH_AVX2 void gemv24Avx2(const Sparse24Weights &w, const float *x, std::int
             }
         }
         for (int m = 0; m < MB; ++m)
-            y[m * ldy + r] = rowScale24<T>(w, r) * hsum256(_mm256_add_ps(acc[m], acc2[m]));
+            y[m * ldy + r] = (accumulate ? y[m * ldy + r] : 0.0f) + rowScale24<T>(w, r) * hsum256(_mm256_add_ps(acc[m], acc2[m]));
     }
 }
 
-using Gemv24Fn = void (*)(const Sparse24Weights &, const float *, std::int64_t, float *, std::int64_t, std::int64_t, std::int64_t);
+using Gemv24Fn = void (*)(const Sparse24Weights &, const float *, std::int64_t, float *, std::int64_t, std::int64_t, std::int64_t,
+                          std::int64_t, std::int64_t, bool);
 
 template <int MB, typename T>
 Gemv24Fn gemv24For(KernelIsa isa)
@@ -534,12 +539,17 @@ public:
         std::int64_t rowsOfX = 0;
         for (int t = 0; t < count; ++t)
             rowsOfX += std::int64_t{1} << tiles[t][1];
+        // K in slices of 4096 inputs (16 KiB of each row of x: stays in L1 while a row block uses it).
+        constexpr std::int64_t kSliceChunks = 4096 / Sparse24Weights::kChunk;
+        const std::int64_t chunks = k / Sparse24Weights::kChunk;
 #pragma omp parallel for schedule(static) if (blocks > 1 && n * k * rowsOfX > (1 << 18))
         for (std::int64_t b = 0; b < blocks; ++b)
-            for (int t = 0; t < count; ++t) {
-                const std::int64_t first = tiles[t][0];
-                m_fn[tiles[t][1]](*m_w, x + first * k, k, y + first * n, n, b * kBlock, std::min(n, (b + 1) * kBlock));
-            }
+            for (std::int64_t c0 = 0; c0 < chunks; c0 += kSliceChunks)
+                for (int t = 0; t < count; ++t) {
+                    const std::int64_t first = tiles[t][0];
+                    m_fn[tiles[t][1]](*m_w, x + first * k, k, y + first * n, n, b * kBlock, std::min(n, (b + 1) * kBlock), c0,
+                                      std::min(chunks, c0 + kSliceChunks), c0 > 0);
+                }
     }
     std::int64_t inFeatures() const override { return m_w->cols(); }
     std::int64_t outFeatures() const override { return m_w->rows(); }

@@ -660,6 +660,30 @@ private slots:
         }
     }
 
+    void sparse24LongRows()
+    {
+        // K beyond one 4096-input slice: partial sums over slices
+        const std::int64_t n = 9, k = 4096 + 3 * 32;
+        auto w = randomMatrix(n, k, 31);
+        auto mask = selectMask(magnitudeScores(MatrixView{w.data(), n, k}), n, k, 0, SparsityPattern{2, 4}, MaskScope::Row);
+        QVERIFY(mask);
+        w = applyMask(MatrixView{w.data(), n, k}, *mask);
+        for (bool int8 : {false, true}) {
+            auto s = Sparse24Weights::fromDense(MatrixView{w.data(), n, k}, int8);
+            QVERIFY(s);
+            std::vector<float> back(w.size());
+            s->toDense(back.data());
+            auto kernel = makeSparse24Linear(std::make_shared<const Sparse24Weights>(std::move(*s)), nullptr);
+            for (std::int64_t m : {1, 3, 9}) {
+                const auto x = randomMatrix(m, k, 40 + static_cast<std::uint32_t>(m));
+                std::vector<float> y(static_cast<std::size_t>(m * n));
+                kernel->forward(x.data(), m, y.data());
+                const double e = nmse(y, denseReference(back, n, k, x, m, nullptr));
+                QVERIFY2(e < 1e-11, qPrintable(QStringLiteral("m = %1: NMSE %2").arg(m).arg(e)));
+            }
+        }
+    }
+
     void sparseFormatsRejectBadInput()
     {
         std::vector<float> w(2 * 64, 1.0f); // dense: not 2:4
