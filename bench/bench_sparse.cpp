@@ -221,12 +221,12 @@ int main(int argc, char **argv)
         Speed best;
     };
     std::vector<Config> configs;
-    configs.push_back({"dense bf16 -> f32 (baseline)", *model});
+    configs.push_back({"dense bf16 -> f32 (baseline)", *model, true, {}});
     auto p50 = magnitudePruned(**model, 0.5, {});
     auto p24 = magnitudePruned(**model, 0.0, SparsityPattern{2, 4});
-    configs.push_back({"50% unstructured (runtime choice)", p50});
-    configs.push_back({"2:4 on the 2:4 kernel", p24});
-    configs.push_back({"2:4 on dense kernels (BITSMITH_SPARSE=0)", p24, false});
+    configs.push_back({"50% unstructured (runtime choice)", p50, true, {}});
+    configs.push_back({"2:4 on the 2:4 kernel", p24, true, {}});
+    configs.push_back({"2:4 on dense kernels (BITSMITH_SPARSE=0)", p24, false, {}});
     // 2:4 + 8-bit symmetric per-channel (RTN of the pruned weights: zeros stay zeros)
     auto p24q8 = p24->cloneMutable();
     for (const WeightInfo &w : p24->weights()) {
@@ -235,9 +235,9 @@ int main(int argc, char **argv)
         if (auto q = quantizeRtn(p24->weight(w.name), QuantFormat{8, 0, true}); q)
             (void)p24q8->setQuantized(w.name, std::move(*q), Execution::WeightOnly);
     }
-    configs.push_back({"2:4 + int8 on the int8 2:4 kernel", p24q8});
-    configs.push_back({"2:4 + int8 on the packed int8 kernel", p24q8, false});
-    configs.push_back({"90% unstructured on CSR", magnitudePruned(**model, 0.9, {})});
+    configs.push_back({"2:4 + int8 on the int8 2:4 kernel", p24q8, true, {}});
+    configs.push_back({"2:4 + int8 on the packed int8 kernel", p24q8, false, {}});
+    configs.push_back({"90% unstructured on CSR", magnitudePruned(**model, 0.9, {}), true, {}});
 
     auto calib = makeCalibrationSequences(*calibIds, 16, 256, 0);
     auto imp = structuredImportance(*model, *calib);
@@ -256,7 +256,7 @@ int main(int argc, char **argv)
         const double kept = static_cast<double>((*small)->totalParameters()) / static_cast<double>((*model)->totalParameters());
         char label[96];
         std::snprintf(label, sizeof label, "%s (%.1f%% params)", name, 100.0 * kept);
-        configs.push_back({label, *small});
+        configs.push_back({label, *small, true, {}});
     }
     for (int rep = 0; rep < 3; ++rep)
         for (Config &c : configs) {
