@@ -79,12 +79,57 @@ public:
         report.relativeError = den > 0 ? num / den : 0.0;
         if (auto ok = m_model.setQuantized(tensor, std::move(weights), execution); !ok)
             m_error = ok.error();
+        report.sparsity = sparsityOf(tensor);
+        if (layer.settings.targetSparsity() > 0.0 && report.sparsity > 0.0) // pruned and quantized (SparseGPT)
+            report.pattern = layer.settings.pattern.name();
+        m_result.layers.push_back(report);
+    }
+    void setPruned(const LayerTarget &layer, std::span<const float> weights) override
+    {
+        const QString tensor = layer.name + QStringLiteral(".weight");
+        const MatrixView before = m_model.weight(tensor);
+        if (before.empty() || static_cast<std::int64_t>(weights.size()) != before.rows * before.cols) {
+            m_error = fail(ErrorCode::Internal, QStringLiteral("pruned weights of the wrong size")).forLayer(layer.name);
+            return;
+        }
+        CompressedLayerReport report;
+        report.name = layer.name;
+        report.technique = layer.settings.technique;
+        report.pattern = layer.settings.pattern.name();
+        report.parameters = before.rows * before.cols;
+        double num = 0, den = 0;
+        for (std::size_t i = 0; i < weights.size(); ++i) {
+            const double w = before.data[i];
+            const double d = w - weights[i];
+            num += d * d;
+            den += w * w;
+        }
+        report.relativeError = den > 0 ? num / den : 0.0;
+        if (auto ok = m_model.setPruned(tensor, weights); !ok) {
+            m_error = ok.error();
+            return;
+        }
+        for (const WeightInfo &w : m_model.weights())
+            if (w.name == tensor) {
+                report.bytes = w.storedBytes;
+                report.bitsPerWeight = w.bitsPerWeight;
+                report.format = w.format + QStringLiteral(" ") + report.pattern;
+            }
+        report.sparsity = sparsityOf(tensor);
         m_result.layers.push_back(report);
     }
     void markModified(const QString &tensorName) override { m_result.modifiedTensors.insert(tensorName); }
     std::optional<Error> m_error;
 
 private:
+    double sparsityOf(const QString &tensor) const
+    {
+        for (const WeightInfo &w : m_model.weights())
+            if (w.name == tensor)
+                return w.sparsity;
+        return 0.0;
+    }
+
     Model &m_model;
     CompressionResult &m_result;
 };
@@ -307,7 +352,7 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
 
     // Every targeted layer must have been compressed by its technique.
     for (const ResolvedLayer &l : plan->layers)
-        if (!work.quantizedLayer(l.tensor))
+        if (!work.quantizedLayer(l.tensor) && !work.isPruned(l.tensor))
             return unexpected(fail(ErrorCode::Internal, QStringLiteral("technique '%1' did not compress this layer").arg(l.settings.technique))
                                   .forLayer(l.name)
                                   .withHint(QStringLiteral("the plugin's apply() must report every layer it is given")));
@@ -322,6 +367,7 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
     result.compressedBytes = work.totalStoredBytes();
     result.effectiveBitsPerWeight = qParams ? 8.0 * static_cast<double>(qBytes) / static_cast<double>(qParams) : 0.0;
     result.modelBitsPerWeight = 8.0 * static_cast<double>(result.compressedBytes) / static_cast<double>(work.totalParameters());
+    result.linearSparsity = work.linearSparsity();
     return result;
 }
 
@@ -363,7 +409,9 @@ QJsonObject reportJson(const CompressionResult &r, const Model &source)
                                   {QStringLiteral("bits_per_weight"), l.bitsPerWeight},
                                   {QStringLiteral("parameters"), static_cast<double>(l.parameters)},
                                   {QStringLiteral("bytes"), static_cast<double>(l.bytes)},
-                                  {QStringLiteral("relative_error"), l.relativeError}});
+                                  {QStringLiteral("relative_error"), l.relativeError},
+                                  {QStringLiteral("sparsity"), l.sparsity},
+                                  {QStringLiteral("pattern"), l.pattern}});
     return QJsonObject{{QStringLiteral("source"), source.folder()},
                        {QStringLiteral("source_weights_hash"), source.weightsHash()},
                        {QStringLiteral("original_bytes"), static_cast<double>(r.originalBytes)},
@@ -373,6 +421,7 @@ QJsonObject reportJson(const CompressionResult &r, const Model &source)
                        {QStringLiteral("effective_bpw"), r.effectiveBitsPerWeight},
                        {QStringLiteral("model_bpw"), r.modelBitsPerWeight},
                        {QStringLiteral("seconds"), r.seconds},
+                       {QStringLiteral("sparsity"), r.linearSparsity},
                        {QStringLiteral("calibration_sequences"), static_cast<double>(r.calibrationSequences)},
                        {QStringLiteral("calibration_tokens"), static_cast<double>(r.calibrationTokens)},
                        {QStringLiteral("layers"), layers}};
@@ -413,10 +462,12 @@ Expected<void> writeCompressedModel(const CompressionResult &result, const Model
                                         {QStringLiteral("execution"), q.execution == Execution::W8A8 ? QStringLiteral("w8a8")
                                                                                                       : QStringLiteral("weight-only")}});
     }
-    cfg.insert(QStringLiteral("quantization_config"),
-               QJsonObject{{QStringLiteral("quant_method"), QStringLiteral("bitsmith")},
-                           {QStringLiteral("format_version"), PackedWeights::kPackedLayoutVersion},
-                           {QStringLiteral("layers"), layers}});
+    // Only when something is quantized: a pruned-only folder stays a plain Hugging Face checkpoint.
+    if (!m.quantizedLayers().empty())
+        cfg.insert(QStringLiteral("quantization_config"),
+                   QJsonObject{{QStringLiteral("quant_method"), QStringLiteral("bitsmith")},
+                               {QStringLiteral("format_version"), PackedWeights::kPackedLayoutVersion},
+                               {QStringLiteral("layers"), layers}});
     if (auto ok = writeFileAtomic(out.filePath(QStringLiteral("config.json")), QJsonDocument(cfg).toJson()); !ok)
         return ok;
 
@@ -458,6 +509,24 @@ Expected<void> writeCompressedModel(const CompressionResult &result, const Model
                 std::memcpy(idx.data(), gi.data(), idx.size());
                 tensors.push_back({base + QStringLiteral(".g_idx"), DType::I32, {static_cast<std::int64_t>(gi.size())}, keep(std::move(idx))});
             }
+            continue;
+        }
+        if (m.isPruned(rec->name) && !result.modifiedTensors.count(rec->name)) {
+            // In the stored dtype: Model::setPruned rounded the values to it, so this is exact
+            // (other float types are written as f32).
+            const MatrixView v = m.weight(rec->name);
+            const auto n = static_cast<std::size_t>(v.rows * v.cols);
+            const DType type = rec->dtype == DType::BF16 || rec->dtype == DType::F16 ? rec->dtype : DType::F32;
+            std::vector<std::byte> bytes(n * dtypeSize(type));
+            for (std::size_t i = 0; i < n; ++i) {
+                if (type == DType::F32) {
+                    std::memcpy(bytes.data() + 4 * i, &v.data[i], 4);
+                } else {
+                    const std::uint16_t h = type == DType::BF16 ? floatToBf16(v.data[i]) : floatToHalf(v.data[i]);
+                    std::memcpy(bytes.data() + 2 * i, &h, 2);
+                }
+            }
+            tensors.push_back({rec->name, type, rec->shape, keep(std::move(bytes))});
             continue;
         }
         if (result.modifiedTensors.count(rec->name)) {

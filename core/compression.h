@@ -32,6 +32,8 @@ struct CompressedLayerReport
     std::int64_t parameters = 0;
     std::int64_t bytes = 0;
     double relativeError = 0.0; // ‖W − W'‖² / ‖W‖²
+    double sparsity = 0.0;      // fraction of exact zeros in the result
+    QString pattern;            // pruned layers: "unstructured", "2:4", ...; empty when not pruned
 };
 
 struct CompressionResult
@@ -47,6 +49,7 @@ struct CompressionResult
     std::int64_t compressedBytes = 0;
     double effectiveBitsPerWeight = 0.0; // over the compressed layers
     double modelBitsPerWeight = 0.0;     // over all parameters
+    double linearSparsity = 0.0;         // fraction of zeros over all linear weights of the result
 };
 
 // `calibration` may be empty when no technique of the recipe needs calibration; otherwise it
@@ -60,7 +63,7 @@ Expected<bool> recipeNeedsCalibration(const Recipe &recipe, const Model &model, 
 
 // Writes a compressed model folder that Model::load reads directly: config.json (with a
 // "quantization_config" of quant_method "bitsmith"), model.safetensors (dense tensors as stored,
-// changed ones in f32, quantized linears as <name>.qweight / .scales / .qzeros / .g_idx),
+// changed ones in f32, pruned linears in their stored dtype (zeros included), quantized linears as <name>.qweight / .scales / .qzeros / .g_idx),
 // tokenizer files, recipe.json and report.json. Written to a temporary folder and renamed into
 // place, so a failure never leaves a half-written model.
 Expected<void> writeCompressedModel(const CompressionResult &result, const Model &source, const QString &outDir);

@@ -95,6 +95,32 @@ std::int64_t Model::totalStoredBytes() const
     return n;
 }
 
+namespace {
+
+double zeroFraction(const float *data, std::int64_t count)
+{
+    if (count <= 0)
+        return 0.0;
+    std::int64_t zeros = 0;
+    for (std::int64_t i = 0; i < count; ++i)
+        zeros += data[i] == 0.0f;
+    return static_cast<double>(zeros) / static_cast<double>(count);
+}
+
+} // namespace
+
+double Model::linearSparsity() const
+{
+    double zeros = 0.0, total = 0.0;
+    for (const auto &w : m_weights) {
+        if (!isLinearRole(w.role))
+            continue;
+        zeros += w.sparsity * static_cast<double>(w.parameters);
+        total += static_cast<double>(w.parameters);
+    }
+    return total > 0 ? zeros / total : 0.0;
+}
+
 MatrixView Model::weight(const QString &name) const
 {
     for (const auto &[n, v] : m_views)
@@ -120,6 +146,7 @@ std::shared_ptr<Model> Model::cloneMutable() const
     m->m_files = m_files;
     m->m_weights = m_weights;
     m->m_quantized = m_quantized;
+    m->m_pruned = m_pruned;
     m->m_mutable = true;
     std::map<const float *, const float *> remap;
     for (const auto &[name, view] : m_views) {
@@ -168,6 +195,7 @@ Expected<void> Model::setQuantized(const QString &tensorName, QuantizedTensor we
     for (WeightInfo &w : m_weights) {
         if (w.name != tensorName)
             continue;
+        w.sparsity = zeroFraction(data, view.rows * view.cols);
         w.storedBytes = (weights.storageBits() + 7) / 8;
         w.bitsPerWeight = weights.bitsPerWeight();
         w.format = quantFormatName(weights.format, execution);
@@ -180,6 +208,33 @@ Expected<void> Model::setQuantized(const QString &tensorName, QuantizedTensor we
         }
     }
     m_quantized.push_back({tensorName, std::move(weights), execution});
+    return {};
+}
+
+Expected<void> Model::setPruned(const QString &tensorName, std::span<const float> weights)
+{
+    float *data = mutableWeight(tensorName);
+    const MatrixView view = weight(tensorName);
+    if (!data || static_cast<std::int64_t>(weights.size()) != view.rows * view.cols)
+        return unexpected(fail(ErrorCode::Internal, QStringLiteral("cannot record a pruned form for this tensor"))
+                              .forTensor(tensorName));
+    for (WeightInfo &w : m_weights) {
+        if (w.name != tensorName)
+            continue;
+        for (std::size_t i = 0; i < weights.size(); ++i) {
+            const float v = weights[i];
+            if (w.storedType == DType::BF16)
+                data[i] = bf16ToFloat(floatToBf16(v));
+            else if (w.storedType == DType::F16) {
+                const std::uint16_t h = floatToHalf(v);
+                convertToFloat(DType::F16, &h, 1, &data[i]);
+            }
+            else
+                data[i] = v;
+        }
+        w.sparsity = zeroFraction(data, view.rows * view.cols);
+    }
+    m_pruned.insert(tensorName);
     return {};
 }
 
@@ -334,6 +389,7 @@ Expected<MatrixView> Model::bindQuantized(const QString &name, WeightRole role, 
     info.storedBytes = (qt.storageBits() + 7) / 8;
     info.bitsPerWeight = qt.bitsPerWeight();
     info.format = quantFormatName(qt.format, sq.execution);
+    info.sparsity = zeroFraction(view.data, rows * cols);
     m_weights.push_back(std::move(info));
     m_views.emplace_back(name, view);
     m_quantized.push_back({name, std::move(qt), sq.execution});
@@ -430,6 +486,8 @@ Expected<MatrixView> Model::bind(const QString &name, WeightRole role, int block
     info.storedBytes = static_cast<std::int64_t>(rec->nbytes);
     info.format = QString::fromLatin1(dtypeName(rec->dtype));
     info.bitsPerWeight = 8.0 * static_cast<double>(dtypeSize(rec->dtype));
+    if (isLinearRole(role))
+        info.sparsity = zeroFraction(view.data, view.rows * view.cols);
     m_weights.push_back(std::move(info));
     m_views.emplace_back(name, view);
     return view;

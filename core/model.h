@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <vector>
 
 namespace bitsmith::core {
@@ -61,6 +62,7 @@ struct WeightInfo
     std::int64_t storedBytes = 0; // as stored: packed codes + scales + zeros for quantized layers
     QString format;               // "BF16", "F32", or e.g. "q4 g128", "q3 g64 sym", "w8a8"
     double bitsPerWeight = 0.0;   // storedBytes * 8 / parameters
+    double sparsity = 0.0;        // fraction of exact zeros (linear weights; 0 for the others)
 };
 
 // A linear layer stored quantized (a compressed model folder). The Model also keeps its
@@ -129,6 +131,8 @@ public:
     const std::vector<WeightInfo> &weights() const { return m_weights; }
     std::int64_t totalParameters() const;
     std::int64_t totalStoredBytes() const;
+    // Fraction of exact zeros over all linear weights (the compressible matrices).
+    double linearSparsity() const;
 
     // Execution views.
     const MatrixView &embedding() const { return m_embedding; }
@@ -151,6 +155,12 @@ public:
     // Records a quantized form for a linear weight of a mutable model and writes its dequantized
     // values into the f32 weight (so the model computes what the quantized layer computes).
     Expected<void> setQuantized(const QString &tensorName, QuantizedTensor weights, Execution execution);
+    // Records a linear weight of a mutable model as pruned: writes `weights` (rows * cols, zeros
+    // where pruned) into it, rounded to the tensor's stored dtype (bf16/f16 checkpoints keep their
+    // precision, so the folder written later holds exactly these values), and updates its sparsity.
+    Expected<void> setPruned(const QString &tensorName, std::span<const float> weights);
+    // Whether a linear weight was pruned in this session (setPruned).
+    bool isPruned(const QString &tensorName) const { return m_pruned.count(tensorName) > 0; }
 
     // The checkpoint's tensors as stored (memory-mapped).
     const SafetensorsCollection &files() const { return *m_files; }
@@ -189,6 +199,7 @@ private:
     MatrixView m_embedding, m_finalNorm, m_lmHead;
     std::vector<BlockWeights> m_blocks;
     std::vector<QuantizedLayer> m_quantized;
+    std::set<QString> m_pruned;
     bool m_mutable = false;
     mutable QString m_hash;
 };

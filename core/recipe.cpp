@@ -78,6 +78,32 @@ Expected<void> readSettings(const QJsonObject &o, const QString &path, const QSt
     return {};
 }
 
+// Reads the optional "sparsity" (0 <= s < 1) and "pattern" ("unstructured" or "N:M").
+Expected<void> readSparsity(const QJsonObject &o, const QString &path, const QString &where,
+                            std::optional<double> &sparsity, std::optional<SparsityPattern> &pattern)
+{
+    if (o.contains(QLatin1String("sparsity"))) {
+        const QJsonValue v = o.value(QLatin1String("sparsity"));
+        if (!v.isDouble() || !(v.toDouble() >= 0.0 && v.toDouble() < 1.0))
+            return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("%1: 'sparsity' must be a number from 0 to below 1").arg(where))
+                                  .inFile(path)
+                                  .forParameter(QStringLiteral("sparsity"))
+                                  .withHint(QStringLiteral("the fraction of weights to remove, e.g. \"sparsity\": 0.5")));
+        sparsity = v.toDouble();
+    }
+    if (o.contains(QLatin1String("pattern"))) {
+        const QJsonValue v = o.value(QLatin1String("pattern"));
+        const auto p = v.isString() ? SparsityPattern::parse(v.toString()) : std::nullopt;
+        if (!p)
+            return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("%1: 'pattern' must be \"unstructured\" or \"N:M\"").arg(where))
+                                  .inFile(path)
+                                  .forParameter(QStringLiteral("pattern"))
+                                  .withHint(QStringLiteral("e.g. \"pattern\": \"2:4\" (0 < N < M <= 64)")));
+        pattern = *p;
+    }
+    return {};
+}
+
 Expected<void> rejectUnknownKeys(const QJsonObject &o, const QStringList &known, const QString &path, const QString &where)
 {
     for (auto it = o.begin(); it != o.end(); ++it)
@@ -131,7 +157,8 @@ Expected<Recipe> Recipe::fromJson(const QByteArray &json, const QString &path)
 
     const QJsonObject defaults = o.value(QLatin1String("defaults")).toObject();
     if (auto k = rejectUnknownKeys(defaults, {QStringLiteral("technique"), QStringLiteral("bits"), QStringLiteral("groupSize"),
-                                              QStringLiteral("symmetric"), QStringLiteral("parameters")},
+                                              QStringLiteral("symmetric"), QStringLiteral("parameters"),
+                                              QStringLiteral("sparsity"), QStringLiteral("pattern")},
                                    path, QStringLiteral("defaults"));
         !k)
         return unexpected(k.error());
@@ -144,6 +171,12 @@ Expected<Recipe> Recipe::fromJson(const QByteArray &json, const QString &path)
     r.defaultFormat.bits = bits.value_or(4);
     r.defaultFormat.groupSize = group.value_or(128);
     r.defaultFormat.symmetric = sym.value_or(false);
+    std::optional<double> sparsity;
+    std::optional<SparsityPattern> pattern;
+    if (auto s = readSparsity(defaults, path, QStringLiteral("defaults"), sparsity, pattern); !s)
+        return unexpected(s.error());
+    r.defaultSparsity = sparsity.value_or(0.0);
+    r.defaultPattern = pattern.value_or(SparsityPattern{});
 
     const QJsonValue layers = o.value(QLatin1String("layers"));
     if (!layers.isUndefined() && !layers.isArray())
@@ -157,7 +190,8 @@ Expected<Recipe> Recipe::fromJson(const QByteArray &json, const QString &path)
         const QJsonObject e = v.toObject();
         if (auto k = rejectUnknownKeys(e, {QStringLiteral("name"), QStringLiteral("match"), QStringLiteral("regex"),
                                            QStringLiteral("technique"), QStringLiteral("bits"), QStringLiteral("groupSize"),
-                                           QStringLiteral("symmetric"), QStringLiteral("skip"), QStringLiteral("parameters")},
+                                           QStringLiteral("symmetric"), QStringLiteral("skip"), QStringLiteral("parameters"),
+                                           QStringLiteral("sparsity"), QStringLiteral("pattern")},
                                        path, where);
             !k)
             return unexpected(k.error());
@@ -174,6 +208,8 @@ Expected<Recipe> Recipe::fromJson(const QByteArray &json, const QString &path)
                                           QRegularExpression(entry.regex).errorString()));
         entry.skip = e.value(QLatin1String("skip")).toBool(false);
         if (auto s = readSettings(e, path, where, entry.technique, entry.bits, entry.groupSize, entry.symmetric, entry.parameters); !s)
+            return unexpected(s.error());
+        if (auto s = readSparsity(e, path, where, entry.sparsity, entry.pattern); !s)
             return unexpected(s.error());
         r.layers.push_back(std::move(entry));
     }
@@ -219,8 +255,14 @@ QByteArray Recipe::toJson() const
     if (!modelArchitecture.isEmpty() || !modelWeightsHash.isEmpty())
         o.insert(QStringLiteral("model"), QJsonObject{{QStringLiteral("architecture"), modelArchitecture},
                                                       {QStringLiteral("weightsHash"), modelWeightsHash}});
-    o.insert(QStringLiteral("defaults"), settingsJson(defaultTechnique, defaultFormat.bits, defaultFormat.groupSize,
-                                                      defaultFormat.symmetric, defaultParameters));
+    QJsonObject defaults = settingsJson(defaultTechnique, defaultFormat.bits, defaultFormat.groupSize,
+                                        defaultFormat.symmetric, defaultParameters);
+    // Written only when used, so quantization recipes stay as they were.
+    if (defaultSparsity > 0.0)
+        defaults.insert(QStringLiteral("sparsity"), defaultSparsity);
+    if (defaultPattern.isNM())
+        defaults.insert(QStringLiteral("pattern"), defaultPattern.name());
+    o.insert(QStringLiteral("defaults"), defaults);
     QJsonArray layers;
     for (const RecipeEntry &e : this->layers) {
         QJsonObject j = settingsJson(e.technique, e.bits, e.groupSize, e.symmetric, e.parameters);
@@ -232,6 +274,10 @@ QByteArray Recipe::toJson() const
             j.insert(QStringLiteral("regex"), e.regex);
         if (e.skip)
             j.insert(QStringLiteral("skip"), true);
+        if (e.sparsity)
+            j.insert(QStringLiteral("sparsity"), *e.sparsity);
+        if (e.pattern)
+            j.insert(QStringLiteral("pattern"), e.pattern->name());
         layers.append(j);
     }
     o.insert(QStringLiteral("layers"), layers);
@@ -291,6 +337,8 @@ Expected<std::vector<ResolvedLayer>> resolveRecipe(const Recipe &recipe, const M
         l.settings.technique = recipe.defaultTechnique;
         l.settings.format = recipe.defaultFormat;
         l.settings.parameters = recipe.defaultParameters;
+        l.settings.sparsity = recipe.defaultSparsity;
+        l.settings.pattern = recipe.defaultPattern;
     }
     int index = 0;
     for (const RecipeEntry &e : recipe.layers) {
@@ -319,6 +367,10 @@ Expected<std::vector<ResolvedLayer>> resolveRecipe(const Recipe &recipe, const M
                 l.settings.format.groupSize = *e.groupSize;
             if (e.symmetric)
                 l.settings.format.symmetric = *e.symmetric;
+            if (e.sparsity)
+                l.settings.sparsity = *e.sparsity;
+            if (e.pattern)
+                l.settings.pattern = *e.pattern;
             for (auto it = e.parameters.begin(); it != e.parameters.end(); ++it)
                 l.settings.parameters.insert(it.key(), it.value());
         }

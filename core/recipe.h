@@ -11,7 +11,8 @@
 //     "layers": [
 //       {"match": "model.layers.*.mlp.down_proj", "bits": 8},
 //       {"name": "model.layers.0.self_attn.q_proj", "technique": "rtn", "bits": 6, "groupSize": 0},
-//       {"match": "model.layers.7.*", "skip": true}
+//       {"match": "model.layers.7.*", "skip": true},
+//       {"match": "model.layers.*.mlp.*", "technique": "wanda", "sparsity": 0.5, "pattern": "2:4"}
 //     ],
 //     "calibration": {"text": "calib.txt", "sequences": 128, "length": 512, "seed": 0}
 //   }
@@ -19,6 +20,9 @@
 // Layer names are the linear modules' names without ".weight" ("lm_head" for the head). By
 // default every linear inside the transformer blocks is targeted; the head only if an entry names it.
 // groupSize: > 0 columns per group, 0 per output channel, -1 per tensor.
+// sparsity: fraction of weights a pruning technique removes (0 <= s < 1); pattern: "unstructured"
+// or "N:M" (keep at most N of every M consecutive inputs). Both are optional (schemaVersion 1
+// recipes without them load unchanged) and are ignored by quantization techniques.
 #pragma once
 
 #include "core/error.h"
@@ -46,6 +50,8 @@ struct RecipeEntry
     std::optional<int> bits;
     std::optional<int> groupSize;
     std::optional<bool> symmetric;
+    std::optional<double> sparsity;
+    std::optional<SparsityPattern> pattern;
     bool skip = false; // keep the layer dense
     ParameterValues parameters;
     QString selector() const; // what the entry matches on, for messages
@@ -67,6 +73,8 @@ struct Recipe
     QString defaultTechnique = QStringLiteral("rtn");
     QuantFormat defaultFormat;
     ParameterValues defaultParameters;
+    double defaultSparsity = 0.0;
+    SparsityPattern defaultPattern;
     std::vector<RecipeEntry> layers;
     CalibrationSpec calibration;
 

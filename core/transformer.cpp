@@ -5,6 +5,7 @@
 
 #include "core/kernels/int8linear.h"
 #include "core/kernels/packedlinear.h"
+#include "core/kernels/sparselinear.h"
 
 #include <Eigen/Core>
 
@@ -42,9 +43,16 @@ Transformer::Transformer(std::shared_ptr<const Model> model, LinearBackend backe
             if (auto k = makeInt8Linear(q->weights, b.data); k)
                 return std::move(*k);
         } else if (q) {
+            if (auto sparse = makeSparseQuantizedLinearIfPays(q->weights, w, b)) // 2:4 + int8 where it pays
+                return sparse;
             if (auto packed = PackedWeights::pack(q->weights); packed)
                 return makePackedLinear(std::make_shared<const PackedWeights>(std::move(*packed)), b.data);
         }
+        // A pruned dense layer runs on a sparse kernel where that pays (2:4, or CSR when very
+        // sparse); only with the oneDNN backend: the Eigen one must read the live weights.
+        if (!q && quantizedKernels && backend == LinearBackend::OneDnn)
+            if (auto sparse = makeSparseLinearIfPays(w, b))
+                return sparse;
         return makeDenseLinear(w, b, backend); // dense, or a quantized form no kernel accepts (exact anyway)
     };
     int i = 0;

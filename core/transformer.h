@@ -46,6 +46,8 @@ class Transformer
 public:
     // Kernels over the model's weights: quantized layers on their quantized kernels (unless
     // quantizedKernels is false: then everything runs dense f32 on the dequantized values),
+    // pruned dense layers (2:4, or >= 70% zeros) on sparse kernels with the oneDNN backend (unless
+    // quantizedKernels is false or BITSMITH_SPARSE=0; core/kernels/sparselinear.h),
     // dense ones on the chosen f32 backend.
     explicit Transformer(std::shared_ptr<const Model> model, LinearBackend backend = LinearBackend::OneDnn,
                          bool quantizedKernels = true);

@@ -8,5 +8,8 @@ namespace bitsmith::cli {
 
 // export MODEL --format gguf|hf|hf-gptq|recipe-yaml --out PATH (exportcommand.cpp)
 int cmdExport(const QStringList &args);
+// `compress MODEL --method structured --heads F --mlp F [--calib FILE] --out DIR`: removes attention
+// heads and MLP neurons and writes a smaller Hugging Face folder (structuredcommand.cpp).
+int cmdCompressStructured(const QStringList &args);
 
 } // namespace bitsmith::cli

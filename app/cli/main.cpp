@@ -66,6 +66,7 @@ int cmdInfo(const QStringList &args)
         o[QStringLiteral("bytes")] = static_cast<double>(m.totalStoredBytes());
         o[QStringLiteral("effective_bpw")] = 8.0 * static_cast<double>(m.totalStoredBytes()) / static_cast<double>(m.totalParameters());
         o[QStringLiteral("quantized_layers")] = static_cast<int>(m.quantizedLayers().size());
+        o[QStringLiteral("sparsity")] = m.linearSparsity(); // zeros over all linear weights
         o[QStringLiteral("tokenizer")] = m.tokenizer() ? QJsonValue(static_cast<int>(m.tokenizer()->vocabSize())) : QJsonValue();
         QJsonArray tensors;
         for (const WeightInfo &w : m.weights()) {
@@ -80,7 +81,8 @@ int cmdInfo(const QStringList &args)
                                        {QStringLiteral("parameters"), static_cast<double>(w.parameters)},
                                        {QStringLiteral("bytes"), static_cast<double>(w.storedBytes)},
                                        {QStringLiteral("format"), w.format},
-                                       {QStringLiteral("effective_bpw"), w.bitsPerWeight}});
+                                       {QStringLiteral("effective_bpw"), w.bitsPerWeight},
+                                       {QStringLiteral("sparsity"), w.sparsity}});
         }
         o[QStringLiteral("tensors")] = tensors;
         printJson(o);
@@ -96,11 +98,13 @@ int cmdInfo(const QStringList &args)
                 static_cast<long long>(m.totalParameters()), static_cast<double>(m.totalStoredBytes()) / (1024.0 * 1024.0),
                 8.0 * static_cast<double>(m.totalStoredBytes()) / static_cast<double>(m.totalParameters()),
                 m.quantizedLayers().empty() ? "" : qPrintable(QStringLiteral(" (%1 quantized layers)").arg(m.quantizedLayers().size())));
-    std::printf("%-52s %-12s %-10s %-16s %7s %12s %12s\n", "tensor", "kind", "shape", "format", "bpw", "parameters", "bytes");
+    if (m.linearSparsity() > 0.0)
+        std::printf("sparsity      %.2f%% of the linear weights are zero\n\n", 100.0 * m.linearSparsity());
+    std::printf("%-52s %-12s %-10s %-16s %7s %12s %12s %8s\n", "tensor", "kind", "shape", "format", "bpw", "parameters", "bytes", "sparsity");
     for (const WeightInfo &w : m.weights())
-        std::printf("%-52s %-12s %-10s %-16s %7.3f %12lld %12lld\n", qPrintable(w.name), weightRoleName(w.role),
+        std::printf("%-52s %-12s %-10s %-16s %7.3f %12lld %12lld %7.2f%%\n", qPrintable(w.name), weightRoleName(w.role),
                     qPrintable(shapeText(w.shape)), qPrintable(w.format), w.bitsPerWeight,
-                    static_cast<long long>(w.parameters), static_cast<long long>(w.storedBytes));
+                    static_cast<long long>(w.parameters), static_cast<long long>(w.storedBytes), 100.0 * w.sparsity);
     return 0;
 }
 
@@ -354,7 +358,8 @@ int cmdCompare(const QStringList &args)
 Expected<Recipe> recipeFromFlags(const QCommandLineParser &p, const QCommandLineOption &recipeOpt,
                                  const QCommandLineOption &method, const QCommandLineOption &bits,
                                  const QCommandLineOption &group, const QCommandLineOption &sym,
-                                 const QCommandLineOption &actOrder, const QCommandLineOption &param)
+                                 const QCommandLineOption &actOrder, const QCommandLineOption &param,
+                                 bool bitsOptional = false)
 {
     if (p.isSet(recipeOpt)) {
         if (p.isSet(method) || p.isSet(bits))
@@ -363,14 +368,14 @@ Expected<Recipe> recipeFromFlags(const QCommandLineParser &p, const QCommandLine
                                   .withHint(QStringLiteral("put the settings in the recipe, or drop --recipe")));
         return Recipe::fromFile(p.value(recipeOpt));
     }
-    if (!p.isSet(method) || !p.isSet(bits))
+    if (!p.isSet(method) || (!p.isSet(bits) && !bitsOptional))
         return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("give --recipe FILE, or --method NAME and --bits B"))
                               .forParameter(QStringLiteral("method"))
                               .withHint(QStringLiteral("e.g. --method gptq --bits 4 --group 128")));
     Recipe r;
     r.defaultTechnique = p.value(method);
-    bool ok = false;
-    r.defaultFormat.bits = p.value(bits).toInt(&ok);
+    bool ok = !p.isSet(bits);
+    r.defaultFormat.bits = p.isSet(bits) ? p.value(bits).toInt(&ok) : 4;
     if (!ok || r.defaultFormat.bits < 2 || r.defaultFormat.bits > 8)
         return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("--bits must be an integer from 2 to 8"))
                               .forParameter(QStringLiteral("bits"))
@@ -407,6 +412,11 @@ Expected<Recipe> recipeFromFlags(const QCommandLineParser &p, const QCommandLine
 
 int cmdCompress(const QStringList &args)
 {
+    // Structured pruning rewrites the model's shapes: its own command (structuredcommand.cpp).
+    if (const qsizetype at = args.indexOf(QStringLiteral("--method")); at >= 0 && args.value(at + 1) == QLatin1String("structured"))
+        return cmdCompressStructured(args);
+    if (args.contains(QStringLiteral("--method=structured")))
+        return cmdCompressStructured(args);
     Common c;
     QCommandLineOption recipeOpt(QStringLiteral("recipe"), QStringLiteral("Recipe JSON file."), QStringLiteral("FILE"));
     QCommandLineOption method(QStringLiteral("method"), QStringLiteral("Technique id (e.g. rtn, gptq, awq, smoothquant)."), QStringLiteral("NAME"));
@@ -420,17 +430,51 @@ int cmdCompress(const QStringList &args)
     QCommandLineOption calibLen(QStringLiteral("calib-length"), QStringLiteral("Tokens per calibration sequence (default: the model's context)."), QStringLiteral("L"));
     QCommandLineOption seed(QStringLiteral("seed"), QStringLiteral("Seed for choosing calibration sequences (default 0)."), QStringLiteral("S"));
     QCommandLineOption out(QStringLiteral("out"), QStringLiteral("Output model folder."), QStringLiteral("DIR"));
-    c.parser.addOptions({recipeOpt, method, bits, group, sym, actOrder, param, calib, calibSeqs, calibLen, seed, out});
+    QCommandLineOption sparsity(QStringLiteral("sparsity"), QStringLiteral("Pruning: fraction of weights to remove (0..1)."), QStringLiteral("S"));
+    QCommandLineOption pattern(QStringLiteral("pattern"), QStringLiteral("Pruning: N:M pattern (e.g. 2:4) or unstructured."), QStringLiteral("N:M"));
+    c.parser.addOptions({recipeOpt, method, bits, group, sym, actOrder, param, calib, calibSeqs, calibLen, seed, out, sparsity, pattern});
     int code = 0;
-    const QString usage = QStringLiteral("compress MODEL (--recipe FILE | --method NAME --bits B [--group G] [--sym] [--act-order]) "
-                                         "[--calib TEXT_FILE] --out DIR");
+    const QString usage = QStringLiteral("compress MODEL (--recipe FILE | --method NAME --bits B [--group G] [--sym] [--act-order] | "
+                                         "--method magnitude|wanda|sparsegpt --sparsity S [--pattern N:M] [--bits B --group G] | "
+                                         "--method structured --heads F --mlp F) [--calib TEXT_FILE] --out DIR");
     if (!parseArgs(c, args, 1, usage, code))
         return code;
     if (!c.parser.isSet(out))
         return usageError(QStringLiteral("--out is required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
-    auto recipe = recipeFromFlags(c.parser, recipeOpt, method, bits, group, sym, actOrder, param);
+    const bool pruning = c.parser.isSet(sparsity) || c.parser.isSet(pattern);
+    auto recipe = recipeFromFlags(c.parser, recipeOpt, method, bits, group, sym, actOrder, param, pruning);
     if (!recipe)
         return reportError(recipe.error());
+    if (pruning) {
+        if (c.parser.isSet(recipeOpt))
+            return reportError(fail(ErrorCode::InvalidArgument, QStringLiteral("--recipe and --sparsity/--pattern exclude each other"))
+                                   .forParameter(QStringLiteral("sparsity"))
+                                   .withHint(QStringLiteral("put \"sparsity\"/\"pattern\" in the recipe's defaults or layers")));
+        if (c.parser.isSet(sparsity)) {
+            bool ok = false;
+            const double s = c.parser.value(sparsity).toDouble(&ok);
+            if (!ok || !(s >= 0.0 && s < 1.0))
+                return reportError(fail(ErrorCode::InvalidArgument, QStringLiteral("--sparsity must be a number from 0 to below 1"))
+                                       .forParameter(QStringLiteral("sparsity"))
+                                       .withHint(QStringLiteral("e.g. --sparsity 0.5")));
+            recipe->defaultSparsity = s;
+        }
+        if (c.parser.isSet(pattern)) {
+            const auto p = SparsityPattern::parse(c.parser.value(pattern));
+            if (!p)
+                return reportError(fail(ErrorCode::InvalidArgument, QStringLiteral("--pattern '%1' is not N:M or unstructured").arg(c.parser.value(pattern)))
+                                       .forParameter(QStringLiteral("pattern"))
+                                       .withHint(QStringLiteral("e.g. --pattern 2:4 (0 < N < M <= 64)")));
+            recipe->defaultPattern = *p;
+        }
+        // --bits with a pruning method: prune and quantize in one pass (SparseGPT's joint mode).
+        if (c.parser.isSet(bits) && recipe->defaultTechnique != QLatin1String("sparsegpt"))
+            return reportError(fail(ErrorCode::InvalidArgument, QStringLiteral("--bits with --sparsity/--pattern needs --method sparsegpt"))
+                                   .forParameter(QStringLiteral("bits"))
+                                   .withHint(QStringLiteral("sparsegpt prunes and quantizes in one pass; other pruners keep f32 weights")));
+        if (c.parser.isSet(bits) && !recipe->defaultParameters.contains(QStringLiteral("quantize")))
+            recipe->defaultParameters.insert(QStringLiteral("quantize"), true);
+    }
     int sequences = recipe->calibration.sequences, length = recipe->calibration.length;
     if (!intOption(c.parser, calibSeqs, sequences, 1, code) || !intOption(c.parser, calibLen, length, 2, code))
         return code;

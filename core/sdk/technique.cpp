@@ -30,6 +30,28 @@ Expected<void> Technique::validate(const LayerSettings &settings, std::int64_t r
     return {};
 }
 
+QString SparsityPattern::name() const
+{
+    if (!isNM())
+        return QStringLiteral("unstructured");
+    return QStringLiteral("%1:%2").arg(n).arg(m);
+}
+
+std::optional<SparsityPattern> SparsityPattern::parse(const QString &text)
+{
+    const QString t = text.trimmed().toLower();
+    if (t.isEmpty() || t == QLatin1String("unstructured"))
+        return SparsityPattern{};
+    const QStringList parts = t.split(QLatin1Char(':'));
+    if (parts.size() != 2)
+        return std::nullopt;
+    bool okN = false, okM = false;
+    const int n = parts[0].toInt(&okN), m = parts[1].toInt(&okM);
+    if (!okN || !okM || n <= 0 || m <= n || m > 64)
+        return std::nullopt;
+    return SparsityPattern{n, m};
+}
+
 std::vector<LayerTarget *> layersUsing(LayerGroup &group, const QString &id)
 {
     std::vector<LayerTarget *> out;

@@ -24,17 +24,34 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
 namespace bitsmith::core {
 
 // Bumped whenever a change to these headers breaks plugins built against the old ones.
-constexpr int kSdkApiVersion = 1;
+// 2: LayerSettings gained sparsity/pattern (layout change), ResultSink gained setPruned.
+constexpr int kSdkApiVersion = 2;
 
 enum class TechniqueCategory { Quantization, Pruning, Distillation };
 QString categoryName(TechniqueCategory c); // "quantization", ...
+
+// Where zeros may go when a layer is pruned. n:m (semi-structured, e.g. 2:4): every m
+// consecutive inputs of a row keep at most n nonzeros; m == 0: unstructured (anywhere).
+struct SparsityPattern
+{
+    int n = 0;
+    int m = 0;
+    bool isNM() const { return m > 0; }
+    // "unstructured" or "N:M".
+    QString name() const;
+    // Parses "unstructured" (or "") and "N:M" with 0 < N < M <= 64; nullopt otherwise.
+    static std::optional<SparsityPattern> parse(const QString &text);
+    bool operator==(const SparsityPattern &) const = default;
+};
 
 // What the recipe resolved for one layer.
 struct LayerSettings
@@ -42,6 +59,13 @@ struct LayerSettings
     QString technique; // plugin id; "none" keeps the layer dense
     QuantFormat format;
     ParameterValues parameters; // already checked against the technique's schema, defaults filled
+    double sparsity = 0.0;      // fraction of the weights a pruning technique removes (unstructured)
+    SparsityPattern pattern;    // N:M pattern (then the fraction removed is 1 - N/M)
+    // The fraction of zeros the settings ask for.
+    double targetSparsity() const
+    {
+        return pattern.isNM() ? 1.0 - static_cast<double>(pattern.n) / pattern.m : sparsity;
+    }
 };
 
 // One linear layer handed to a technique. `weight` is the current f32 matrix [rows = out,
@@ -110,6 +134,13 @@ public:
     virtual void setQuantized(const LayerTarget &layer, QuantizedTensor weights, Execution execution) = 0;
     // A non-quantized tensor the technique changed in place (a norm weight after folding).
     virtual void markModified(const QString &tensorName) = 0;
+    // The layer's pruned dense weights (rows * cols, zeros where pruned, other weights possibly
+    // updated). The engine writes them into the working model, records the layer as pruned and
+    // reports its sparsity. The default (for sinks that only collect) writes them in place.
+    virtual void setPruned(const LayerTarget &layer, std::span<const float> weights)
+    {
+        std::copy(weights.begin(), weights.end(), layer.weight);
+    }
 };
 
 struct TechniqueContext

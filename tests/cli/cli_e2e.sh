@@ -125,6 +125,42 @@ assert q['quant_method']=='gptq' and q['checkpoint_format'] in ('gptq','gptq_v2'
   else
     bad "export mixed"; cat "$TMP/err"
   fi
+# pruning: N:M magnitude (no calibration), Wanda, SparseGPT + 4-bit, structured; info reports sparsity.
+if "$CLI" compress default --method magnitude --pattern 2:4 --out "$TMP/mag24" --quiet >/dev/null 2>"$TMP/err" \
+   && "$CLI" info "$TMP/mag24" --json >"$TMP/mag24.json" 2>"$TMP/err" \
+   && python3 -c "
+import json; d=json.load(open('$TMP/mag24.json')); r=json.load(open('$TMP/mag24/report.json'))
+lin=[t for t in d['tensors'] if t['block']>=0 and t['kind'] in ('attn.q','attn.k','attn.v','attn.o','mlp.gate','mlp.up','mlp.down')]
+assert len(lin)==56 and all(t['sparsity']==0.5 and t['dtype']=='BF16' for t in lin), lin[0]
+assert 0.4<d['sparsity']<0.5 and abs(r['sparsity']-d['sparsity'])<1e-9, (d['sparsity'], r['sparsity'])
+assert all(l['pattern']=='2:4' and l['sparsity']==0.5 for l in r['layers'])" \
+   && "$CLI" eval "$TMP/mag24" --text "$SRC/resources/models/default/eval.txt" --ctx 128 --max-windows 2 --quiet >/dev/null 2>"$TMP/err"; then
+  ok "compress --method magnitude --pattern 2:4, info sparsity"
+else
+  bad "compress magnitude 2:4"; cat "$TMP/err"
+fi
+if "$CLI" compress default --method wanda --sparsity 0.5 --calib-sequences 2 --calib-length 64 --out "$TMP/wanda" --quiet >/dev/null 2>"$TMP/err" \
+   && "$CLI" compress default --method sparsegpt --pattern 2:4 --bits 4 --group 128 --calib-sequences 2 --calib-length 64 --out "$TMP/sgpt" --quiet >/dev/null 2>"$TMP/err" \
+   && "$CLI" info "$TMP/wanda" --json >"$TMP/wanda.json" && "$CLI" info "$TMP/sgpt" --json >"$TMP/sgpt.json" \
+   && python3 -c "
+import json; w=json.load(open('$TMP/wanda.json')); s=json.load(open('$TMP/sgpt.json'))
+assert 0.4<w['sparsity']<0.5 and s['quantized_layers']==56 and s['sparsity']>0.4, (w['sparsity'], s['sparsity'])
+assert all(t['format']=='q4 g128' for t in s['tensors'] if t['kind']=='mlp.up')" \
+   && "$CLI" eval "$TMP/sgpt" --text "$SRC/resources/models/default/eval.txt" --ctx 128 --max-windows 2 --quiet >/dev/null 2>"$TMP/err"; then
+  ok "compress --method wanda / sparsegpt + 4-bit"
+else
+  bad "compress wanda / sparsegpt"; cat "$TMP/err"
+fi
+if "$CLI" compress default --method structured --heads 0.5 --mlp 0.25 --calib-sequences 2 --calib-length 64 --out "$TMP/struct" --quiet --json >"$TMP/struct.json" 2>"$TMP/err" \
+   && "$CLI" info "$TMP/struct" --json >"$TMP/structinfo.json" 2>"$TMP/err" \
+   && python3 -c "
+import json; d=json.load(open('$TMP/structinfo.json')); c=json.load(open('$TMP/struct/config.json')); r=json.load(open('$TMP/struct.json'))
+assert d['intermediate_size']==576 and d['num_attention_heads']==2 and d['num_key_value_heads']==2 and c['head_dim']==64, d
+assert d['parameters']==r['parameters_after'] < r['parameters_before']" \
+   && "$CLI" eval "$TMP/struct" --text "$SRC/resources/models/default/eval.txt" --ctx 128 --max-windows 2 --quiet >/dev/null 2>"$TMP/err"; then
+  ok "compress --method structured"
+else
+  bad "compress structured"; cat "$TMP/err"
 fi
 
 # --- bad input ------------------------------------------------------------------------------
@@ -161,6 +197,11 @@ head -c $(( $(stat -c %s "$TMP/q8.gguf" 2>/dev/null || echo 200000) - 100000 )) 
 expect_fail "truncated gguf" "outside the data section" -- "$CLI" info "$TMP/trunc.gguf"
 printf 'GGML0000000000000000000000000000' >"$TMP/magic.gguf"
 expect_fail "bad gguf magic" "bad magic" -- "$CLI" eval "$TMP/magic.gguf" --text "$EVAL"
+expect_fail "bad sparsity" "sparsity" -- "$CLI" compress default --method magnitude --sparsity 1.5 --out "$TMP/x"
+expect_fail "bad pattern" "pattern" -- "$CLI" compress default --method magnitude --pattern 3:2 --out "$TMP/x"
+expect_fail "pruning without sparsity" "sparsity" -- "$CLI" compress default --method wanda --sparsity 0 --out "$TMP/x"
+expect_fail "bits with a pruner that cannot quantize" "sparsegpt" -- "$CLI" compress default --method wanda --sparsity 0.5 --bits 4 --out "$TMP/x"
+expect_fail "bad structured fraction" "MLP neurons" -- "$CLI" compress default --method structured --mlp 1.2 --out "$TMP/x"
 
 echo "cli_e2e: $pass passed, $failed failed"
 [ $failed -eq 0 ]

@@ -75,7 +75,7 @@ private slots:
         QTest::newRow("bad metadata") << fixtures("bad-metadata") << QStringLiteral("fixture_bad_metadata.so")
                                       << QStringLiteral("lacks");
         QTest::newRow("wrong SDK version") << fixtures("wrong-version") << QStringLiteral("fixture_wrong_version.so")
-                                           << QStringLiteral("version 999, but this Bitsmith has version 1");
+                                           << QStringLiteral("version 999, but this Bitsmith has version %1").arg(kSdkApiVersion);
         QTest::newRow("missing library") << fixtures("missing-dependency") << QStringLiteral("fixture_missing_dependency.so")
                                          << QStringLiteral("libfixture_dependency.so");
     }
