@@ -125,6 +125,8 @@ assert q['quant_method']=='gptq' and q['checkpoint_format'] in ('gptq','gptq_v2'
   else
     bad "export mixed"; cat "$TMP/err"
   fi
+fi
+
 # pruning: N:M magnitude (no calibration), Wanda, SparseGPT + 4-bit, structured; info reports sparsity.
 if "$CLI" compress default --method magnitude --pattern 2:4 --out "$TMP/mag24" --quiet >/dev/null 2>"$TMP/err" \
    && "$CLI" info "$TMP/mag24" --json >"$TMP/mag24.json" 2>"$TMP/err" \
@@ -197,6 +199,7 @@ head -c $(( $(stat -c %s "$TMP/q8.gguf" 2>/dev/null || echo 200000) - 100000 )) 
 expect_fail "truncated gguf" "outside the data section" -- "$CLI" info "$TMP/trunc.gguf"
 printf 'GGML0000000000000000000000000000' >"$TMP/magic.gguf"
 expect_fail "bad gguf magic" "bad magic" -- "$CLI" eval "$TMP/magic.gguf" --text "$EVAL"
+
 expect_fail "bad sparsity" "sparsity" -- "$CLI" compress default --method magnitude --sparsity 1.5 --out "$TMP/x"
 expect_fail "bad pattern" "pattern" -- "$CLI" compress default --method magnitude --pattern 3:2 --out "$TMP/x"
 expect_fail "pruning without sparsity" "sparsity" -- "$CLI" compress default --method wanda --sparsity 0 --out "$TMP/x"
