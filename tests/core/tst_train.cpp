@@ -331,6 +331,219 @@ private slots:
         }
     }
 
+    void hiddenStateLossGradientsMatchFiniteDifferences()
+    {
+        auto hs = randomVector(4 * 6, 30), ht = randomVector(4 * 6, 31);
+        for (bool cosine : {false, true}) {
+            std::vector<float> d(hs.size(), 0.0f);
+            hiddenStateLoss(hs.data(), ht.data(), 4, 6, cosine, d.data());
+            QVERIFY(fdError(hs, [&] { return hiddenStateLoss(hs.data(), ht.data(), 4, 6, cosine, nullptr); }, d) < kFdTolerance);
+            QVERIFY(std::abs(hiddenStateLoss(ht.data(), ht.data(), 4, 6, cosine, nullptr)) < 1e-9);
+        }
+    }
+
+    void resumeIsExact()
+    {
+        auto teacher = Model::load(trainData(QStringLiteral("teacher")));
+        auto studentModel = Model::load(trainData(QStringLiteral("student-llama")));
+        QVERIFY(teacher && studentModel);
+        std::vector<std::int32_t> text(400), val(64);
+        std::mt19937 rng(5);
+        for (auto &id : text)
+            id = static_cast<std::int32_t>(rng() % 64);
+        for (auto &id : val)
+            id = static_cast<std::int32_t>(rng() % 64);
+        QTemporaryDir tmp;
+        DistillOptions o;
+        o.steps = 6;
+        o.learningRate = 1e-2;
+        o.warmupSteps = 2;
+        o.batch = 2;
+        o.ctx = 8;
+        o.accumulate = 2;
+        o.hiddenWeight = 0.1; // exercises the hidden-state path too
+        o.seed = 3;
+        auto make = [&](const QString &ckpt) {
+            DistillOptions oo = o;
+            oo.checkpointDir = ckpt;
+            return Distiller::create(*teacher, *TrainModel::fromModel(**studentModel), text, val, oo);
+        };
+        auto straight = make({});
+        QVERIFY(straight);
+        const double before = (*straight)->validationLoss();
+        QVERIFY((*straight)->run(nullptr));
+        QCOMPARE((*straight)->step(), 6);
+        QVERIFY((*straight)->validationLoss() < before); // it learns
+        auto first = make(tmp.path());
+        QVERIFY((*first)->run(nullptr, {}, 3));
+        QCOMPARE((*first)->step(), 3);
+        auto resumed = make(tmp.path());
+        QVERIFY((*resumed)->loadCheckpoint(tmp.path()));
+        QCOMPARE((*resumed)->step(), 3);
+        QVERIFY((*resumed)->run(nullptr));
+        QCOMPARE((*resumed)->step(), 6);
+        const auto &a = (*straight)->student().params(), &b = (*resumed)->student().params();
+        for (std::size_t i = 0; i < a.size(); ++i)
+            QVERIFY2(std::memcmp(a[i].value.data(), b[i].value.data(), a[i].value.size() * 4) == 0, qPrintable(a[i].name));
+        // the losses of steps 4..6 agree too
+        QCOMPARE((*straight)->history().back().loss, (*resumed)->history().back().loss);
+        // a corrupt checkpoint is refused and leaves the distiller untouched
+        QFile f(tmp.filePath(QStringLiteral("checkpoint.bin")));
+        QVERIFY(f.open(QIODevice::ReadWrite));
+        f.resize(f.size() / 2);
+        f.close();
+        auto other = make({});
+        auto bad = (*other)->loadCheckpoint(tmp.path());
+        QVERIFY(!bad);
+        QCOMPARE(bad.error().code, ErrorCode::Format);
+        QCOMPARE((*other)->step(), 0);
+    }
+
+    void quantizedStudentTrainsOnFrozenGridAndSavesCompressed()
+    {
+        auto dense = Model::load(trainData(QStringLiteral("student-llama")));
+        auto teacher = Model::load(trainData(QStringLiteral("teacher")));
+        QVERIFY(dense && teacher);
+        std::shared_ptr<Model> q = (*dense)->cloneMutable();
+        const QuantFormat fmt{3, 16, false};
+        int quantized = 0;
+        for (const WeightInfo &w : (*dense)->weights()) {
+            if (!isLinearRole(w.role))
+                continue;
+            auto qt = quantizeRtn((*dense)->weight(w.name), fmt);
+            QVERIFY(qt);
+            QVERIFY(q->setQuantized(w.name, std::move(*qt), Execution::WeightOnly));
+            ++quantized;
+        }
+        auto tm = TrainModel::fromModel(*q);
+        QVERIFY(tm);
+        int qat = 0;
+        for (const Parameter &p : tm->params()) {
+            if (!p.grid)
+                continue;
+            ++qat;
+            // at step 0 the fake-quantized weights are exactly the compressed model's
+            const MatrixView v = q->weight(p.name);
+            QVERIFY(std::equal(p.effective.begin(), p.effective.end(), v.data));
+            QVERIFY(tm->quantizedResult(p).codes == q->quantizedLayer(p.name)->weights.codes);
+        }
+        QCOMPARE(qat, quantized);
+        std::vector<std::int32_t> text(300);
+        std::mt19937 rng(9);
+        for (auto &id : text)
+            id = static_cast<std::int32_t>(rng() % 64);
+        DistillOptions o;
+        o.steps = 5;
+        o.learningRate = 2e-2;
+        o.batch = 2;
+        o.ctx = 8;
+        auto d = Distiller::create(*teacher, std::move(*tm), text, {}, o);
+        QVERIFY(d);
+        QVERIFY((*d)->run(nullptr));
+        QTemporaryDir tmp;
+        const QString out = tmp.filePath(QStringLiteral("student"));
+        auto saved = saveStudent((*d)->student(), *q, **dense, out);
+        QVERIFY2(saved, saved ? "" : qPrintable(saved.error().message));
+        auto back = Model::load(out);
+        QVERIFY2(back, back ? "" : qPrintable(back.error().message));
+        QCOMPARE(static_cast<int>((*back)->quantizedLayers().size()), quantized);
+        int changedCodes = 0;
+        for (const Parameter &p : (*d)->student().params()) {
+            const MatrixView v = (*back)->weight(p.name);
+            if (p.grid) {
+                const QuantizedLayer *l = (*back)->quantizedLayer(p.name);
+                QVERIFY(l && l->weights.format == fmt);
+                QVERIFY(l->weights.scales == p.grid->scales); // the grid stayed frozen
+                QVERIFY(std::equal(p.effective.begin(), p.effective.end(), v.data));
+                changedCodes += l->weights.codes != q->quantizedLayer(p.name)->weights.codes;
+            } else {
+                QVERIFY(std::equal(p.value.begin(), p.value.end(), v.data)); // dense tensors saved in f32
+            }
+        }
+        QVERIFY(changedCodes > 0); // training moved weights across quantization steps
+    }
+
+    void zerosOfSparseStudentsStayZero()
+    {
+        auto dense = Model::load(trainData(QStringLiteral("student-llama")));
+        std::shared_ptr<Model> m = (*dense)->cloneMutable();
+        const QString name = QStringLiteral("model.layers.0.mlp.up_proj.weight");
+        float *w = m->mutableWeight(name);
+        for (int i = 0; i < 64 * 32; i += 2)
+            w[i] = 0.0f;
+        auto tm = TrainModel::fromModel(*m);
+        QVERIFY(tm && !tm->find(name)->mask.empty());
+        std::vector<std::int32_t> text(300);
+        std::mt19937 rng(11);
+        for (auto &id : text)
+            id = static_cast<std::int32_t>(rng() % 64);
+        DistillOptions o;
+        o.steps = 3;
+        o.learningRate = 1e-2;
+        o.weightDecay = 0.1;
+        o.alpha = 0.0f; // CE alone: no teacher needed
+        o.batch = 2;
+        o.ctx = 8;
+        auto d = Distiller::create(nullptr, std::move(*tm), text, {}, o);
+        QVERIFY(d);
+        QVERIFY((*d)->run(nullptr));
+        const Parameter *p = (*d)->student().find(name);
+        int moved = 0;
+        for (int i = 0; i < 64 * 32; ++i) {
+            if (i % 2 == 0)
+                QCOMPARE(p->value[static_cast<std::size_t>(i)], 0.0f);
+            else
+                moved += p->value[static_cast<std::size_t>(i)] != w[i];
+        }
+        QVERIFY(moved > 1000);
+    }
+
+    void architectureStudentsStartFromTheTeacher()
+    {
+        auto teacher = Model::load(trainData(QStringLiteral("student-llama")));
+        auto s = TrainModel::architectureStudent(**teacher, QStringLiteral("layers:every-other,mlp:0.5"));
+        QVERIFY2(s, s ? "" : qPrintable(s.error().message));
+        QCOMPARE(s->config().numLayers, 1);
+        QCOMPARE(s->config().intermediateSize, 32);
+        const MatrixView q0 = (*teacher)->weight(QStringLiteral("model.layers.0.self_attn.q_proj.weight"));
+        const Parameter *q = s->find(QStringLiteral("model.layers.0.self_attn.q_proj.weight"));
+        QVERIFY(std::equal(q->value.begin(), q->value.end(), q0.data));
+        // each kept gate row is a row of the teacher's gate, and down keeps the matching columns
+        const MatrixView g0 = (*teacher)->weight(QStringLiteral("model.layers.0.mlp.gate_proj.weight"));
+        const MatrixView d0 = (*teacher)->weight(QStringLiteral("model.layers.0.mlp.down_proj.weight"));
+        const Parameter *g = s->find(QStringLiteral("model.layers.0.mlp.gate_proj.weight"));
+        const Parameter *dn = s->find(QStringLiteral("model.layers.0.mlp.down_proj.weight"));
+        QCOMPARE(g->rows, 32);
+        QCOMPARE(dn->cols, 32);
+        for (std::int64_t j = 0; j < 32; ++j) {
+            std::int64_t src = -1;
+            for (std::int64_t r = 0; r < 64 && src < 0; ++r)
+                if (std::equal(g->value.begin() + j * 32, g->value.begin() + (j + 1) * 32, g0.data + r * 32))
+                    src = r;
+            QVERIFY(src >= 0);
+            QCOMPARE(dn->value[0 * 32 + j], d0.data[0 * 64 + src]);
+        }
+        QVERIFY(!TrainModel::architectureStudent(**teacher, QStringLiteral("layers:half")));
+        // saved as a plain folder that the runtime runs exactly like the training forward
+        QTemporaryDir tmp;
+        QVERIFY(saveDenseStudent(*s, (*teacher)->folder(), tmp.filePath(QStringLiteral("small"))));
+        auto back = Model::load(tmp.filePath(QStringLiteral("small")));
+        QVERIFY2(back, back ? "" : qPrintable(back.error().message));
+        QCOMPARE((*back)->config().numLayers, 1);
+        const std::vector<std::int32_t> ids{1, 5, 9, 33, 2, 7};
+        Tape tape;
+        s->forward(ids.data(), 1, 6, tape);
+        Transformer rt(*back, LinearBackend::Eigen);
+        KVCache cache = rt.makeCache(6);
+        std::vector<float> logits;
+        QVERIFY(rt.forward(ids, cache, logits));
+        QVERIFY(relError(logits.data(), tape.logits.data(), logits.size()) < 1e-5);
+        // from scratch: same shapes, fresh weights
+        auto scratch = TrainModel::architectureStudent(**teacher, QStringLiteral("layers:every-other,init:random"));
+        QVERIFY(scratch && scratch->config().numLayers == 1);
+        QVERIFY(scratch->find(QStringLiteral("model.layers.0.self_attn.q_proj.weight"))->value != q->value);
+    }
+
     void scheduleWarmsUpThenDecays()
     {
         QCOMPARE(scheduledLearningRate(1.0, 0, 10, 2, 0.1), 0.5);
