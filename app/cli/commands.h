@@ -6,4 +6,7 @@
 
 namespace bitsmith::cli {
 
+// distillcommand.cpp: knowledge distillation into a compressed or smaller student.
+int cmdDistill(const QStringList &args);
+
 } // namespace bitsmith::cli

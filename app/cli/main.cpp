@@ -976,7 +976,10 @@ void printUsage(FILE *to)
                "  allocate EXP.h5 (--target-bpw X | --max-bytes N | --max-loss-increase D) --out RECIPE.json [--greedy]\n"
                "                                              bits per layer under a budget, as a recipe\n"
                "  frontier EXP.h5 --measure K --out FRONTIER.json [--eval-windows N]\n"
-               "                                              predicted size/loss frontier, K points measured\n\n"
+               "                                              predicted size/loss frontier, K points measured\n"
+               "  distill TEACHER --student STUDENT --text TRAIN [--val VAL] --steps N [--lr X] [--temperature T] [--alpha A]\n"
+               "          [--batch B] [--ctx N] [--accumulate K] [--checkpoint DIR] [--resume DIR] --out DIR\n"
+               "                                              knowledge distillation (STUDENT: compressed folder, layers:every-other, mlp:0.5)\n\n"
                "MODEL is a Hugging Face model folder, or 'default' for the bundled model.\n"
                "Common options: --threads N, --backend onednn|eigen, --quiet, --help.\n",
                to);
@@ -1019,6 +1022,8 @@ int main(int argc, char **argv)
         return cmdAllocate(args);
     if (command == QLatin1String("frontier"))
         return cmdFrontier(args);
+    if (command == QLatin1String("distill"))
+        return cmdDistill(args);
     if (command == QLatin1String("--help") || command == QLatin1String("-h") || command == QLatin1String("help")) {
         printUsage(stdout);
         return 0;

@@ -222,6 +222,28 @@ DistillProgress Distiller::trainStep()
     return p;
 }
 
+QString progressLine(const DistillProgress &p)
+{
+    QString s = QStringLiteral("step %1/%2  loss %3 (kd %4 ce %5")
+                    .arg(p.step)
+                    .arg(p.steps)
+                    .arg(p.loss, 0, 'f', 4)
+                    .arg(p.kd, 0, 'f', 4)
+                    .arg(p.ce, 0, 'f', 4);
+    if (p.hidden > 0.0)
+        s += QStringLiteral(" hidden %1").arg(p.hidden, 0, 'f', 4);
+    s += QLatin1Char(')');
+    if (std::isfinite(p.valLoss))
+        s += QStringLiteral("  val %1 (ppl %2)").arg(p.valLoss, 0, 'f', 4).arg(std::exp(p.valLoss), 0, 'f', 2);
+    const auto eta = static_cast<long long>(std::llround(p.etaSeconds));
+    s += QStringLiteral("  lr %1  %2 tok/s  ETA %3m%4s")
+             .arg(p.learningRate, 0, 'e', 2)
+             .arg(p.tokensPerSecond, 0, 'f', 0)
+             .arg(eta / 60)
+             .arg(eta % 60, 2, 10, QLatin1Char('0'));
+    return s;
+}
+
 Expected<void> Distiller::run(Feedback *feedback, const std::function<void(const DistillProgress &)> &onProgress,
                               int maxSteps)
 {
@@ -230,6 +252,7 @@ Expected<void> Distiller::run(Feedback *feedback, const std::function<void(const
     const int first = m_step;
     const auto started = std::chrono::steady_clock::now();
     const double tokensPerStep = static_cast<double>(o.batch) * o.ctx * o.accumulate;
+    double trainSeconds = 0.0;
     while (m_step < last) {
         if (feedback && feedback->isCancelled()) {
             if (!o.checkpointDir.isEmpty())
@@ -237,14 +260,16 @@ Expected<void> Distiller::run(Feedback *feedback, const std::function<void(const
                     return ok;
             return unexpected(fail(ErrorCode::Cancelled, QStringLiteral("distillation cancelled at step %1").arg(m_step)));
         }
+        const auto stepStart = std::chrono::steady_clock::now();
         DistillProgress p = trainStep();
+        trainSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - stepStart).count();
         if (!std::isfinite(p.loss))
             return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("the loss became %1 at step %2").arg(p.loss).arg(p.step))
                                   .forParameter(QStringLiteral("lr"))
                                   .withHint(QStringLiteral("lower --lr or keep --clip on")));
         p.elapsedSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         const int done = m_step - first;
-        p.tokensPerSecond = p.elapsedSeconds > 0 ? tokensPerStep * done / p.elapsedSeconds : 0.0;
+        p.tokensPerSecond = trainSeconds > 0 ? tokensPerStep * done / trainSeconds : 0.0; // validation excluded
         p.etaSeconds = p.elapsedSeconds / done * (last - m_step);
         if (!m_val.empty() && (m_step % o.evalEvery == 0 || m_step == o.steps))
             p.valLoss = validationLoss();
@@ -253,6 +278,8 @@ Expected<void> Distiller::run(Feedback *feedback, const std::function<void(const
             feedback->setProgress(static_cast<double>(m_step) / o.steps);
             feedback->setStatus(QStringLiteral("step %1/%2 loss %3").arg(m_step).arg(o.steps).arg(p.loss, 0, 'f', 4));
         }
+        if (feedback && (m_step % std::max(1, o.logEvery) == 0 || std::isfinite(p.valLoss) || m_step == last))
+            feedback->log(progressLine(p));
         if (onProgress)
             onProgress(p);
         if (!o.checkpointDir.isEmpty() && o.checkpointEvery > 0 && m_step % o.checkpointEvery == 0)

@@ -77,6 +77,7 @@ struct DistillOptions
     int valWindows = 16;  // validation windows of ctx tokens (0: all)
     QString checkpointDir; // "" = no checkpoints
     int checkpointEvery = 0; // 0: only at the end (and on cancel)
+    int logEvery = 1;        // a progress line to Feedback::log every N steps (and at validations)
 };
 
 struct DistillProgress
@@ -88,10 +89,13 @@ struct DistillProgress
     double kl = 0.0, rawCe = 0.0;                         // unweighted KL and CE
     double gradNorm = 0.0;                                // before clipping
     double valLoss = std::numeric_limits<double>::quiet_NaN(); // mean NLL on the validation windows (when evaluated)
-    double tokensPerSecond = 0.0; // student tokens per second of this run (teacher included)
+    double tokensPerSecond = 0.0; // student tokens per second of training steps in this run (teacher included, validation not)
     double elapsedSeconds = 0.0;
     double etaSeconds = 0.0;
 };
+
+// "step 10/100  loss 3.1234 (kd 1.2000 ce 1.9234)  val 3.4500 (ppl 31.50)  lr 1.00e-04  950 tok/s  ETA 1m20s"
+QString progressLine(const DistillProgress &p);
 
 class Distiller
 {
@@ -103,7 +107,7 @@ public:
                                                        std::vector<std::int32_t> valTokens, DistillOptions options);
 
     // Runs until options.steps (or `maxSteps` more steps, when >= 0). Calls onProgress after every
-    // step. Cancellation through the feedback writes a checkpoint (when a folder is set) and
+    // step; progress lines (progressLine) go to feedback->log every options.logEvery steps. Cancellation through the feedback writes a checkpoint (when a folder is set) and
     // returns ErrorCode::Cancelled.
     Expected<void> run(Feedback *feedback, const std::function<void(const DistillProgress &)> &onProgress = {},
                        int maxSteps = -1);
