@@ -90,10 +90,10 @@ def make_weights(arch, layers, tied, bias, seed):
 
 # ---- the model, as transformers defines it ----------------------------------------------------
 
-def rms_norm(x, weight):
+def rms_norm(x, weight, eps=EPS):
     x32 = x.to(torch.float32)
     var = x32.pow(2).mean(-1, keepdim=True)
-    return weight * (x32 * torch.rsqrt(var + EPS))
+    return weight * (x32 * torch.rsqrt(var + eps))
 
 
 def rotate_half(x):
@@ -117,34 +117,37 @@ def repeat_kv(x, n_rep):
 
 
 def forward(cfg, w, ids):
+    """Logits [b * t, vocab] of the decoder described by config dict `cfg` with weights `w`."""
     b, t = ids.shape
-    hd = HIDDEN // HEADS
+    hidden, heads, kv_heads = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    vocab, eps = cfg["vocab_size"], cfg["rms_norm_eps"]
+    hd = cfg.get("head_dim") or hidden // heads
     x = F.embedding(ids, w["model.embed_tokens.weight"])
     cos, sin = rope_cos_sin(t, hd, cfg["rope_theta"])
     mask = torch.full((t, t), torch.finfo(torch.float32).min).triu(1)
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        h = rms_norm(x, w[p + "input_layernorm.weight"])
+        h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
         q = F.linear(h, w[p + "self_attn.q_proj.weight"], w.get(p + "self_attn.q_proj.bias"))
         k = F.linear(h, w[p + "self_attn.k_proj.weight"], w.get(p + "self_attn.k_proj.bias"))
         v = F.linear(h, w[p + "self_attn.v_proj.weight"], w.get(p + "self_attn.v_proj.bias"))
-        q = q.view(b, t, HEADS, hd).transpose(1, 2)
-        k = k.view(b, t, KV_HEADS, hd).transpose(1, 2)
-        v = v.view(b, t, KV_HEADS, hd).transpose(1, 2)
+        q = q.view(b, t, heads, hd).transpose(1, 2)
+        k = k.view(b, t, kv_heads, hd).transpose(1, 2)
+        v = v.view(b, t, kv_heads, hd).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        k = repeat_kv(k, HEADS // KV_HEADS)
-        v = repeat_kv(v, HEADS // KV_HEADS)
+        k = repeat_kv(k, heads // kv_heads)
+        v = repeat_kv(v, heads // kv_heads)
         s = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(hd) + mask
         pr = F.softmax(s, dim=-1, dtype=torch.float32)
-        a = torch.matmul(pr, v).transpose(1, 2).reshape(b, t, HEADS * hd)
+        a = torch.matmul(pr, v).transpose(1, 2).reshape(b, t, heads * hd)
         x = x + F.linear(a, w[p + "self_attn.o_proj.weight"])
-        h = rms_norm(x, w[p + "post_attention_layernorm.weight"])
+        h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
         x = x + F.linear(F.silu(F.linear(h, w[p + "mlp.gate_proj.weight"])) * F.linear(h, w[p + "mlp.up_proj.weight"]),
                          w[p + "mlp.down_proj.weight"])
-    x = rms_norm(x, w["model.norm.weight"])
+    x = rms_norm(x, w["model.norm.weight"], eps)
     head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
-    return F.linear(x, head).reshape(b * t, VOCAB)
+    return F.linear(x, head).reshape(b * t, vocab)
 
 
 def kd_loss(student_logits, teacher_logits, targets, temperature, alpha):
