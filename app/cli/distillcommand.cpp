@@ -155,6 +155,8 @@ int cmdDistill(const QStringList &args)
     }
     if (!tm)
         return reportError(tm.error());
+    if (auto ok = train::checkStudentSavable(*tm, **teacher); !ok)
+        return reportError(ok.error());
     auto trainIds = tokenizeTextFile(**teacher, c.parser.value(text));
     if (!trainIds)
         return reportError(trainIds.error());

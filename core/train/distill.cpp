@@ -498,6 +498,23 @@ Expected<void> saveDenseStudent(const TrainModel &student, const QString &config
     return swapIntoPlace(tmpDir, finalDir);
 }
 
+Expected<void> checkStudentSavable(const TrainModel &student, const Model &denseSource)
+{
+    bool quantized = false;
+    for (const Parameter &p : student.params())
+        quantized = quantized || p.grid.has_value();
+    if (!quantized)
+        return {};
+    for (const Parameter &p : student.params()) {
+        const TensorRecord *rec = denseSource.files().find(p.name);
+        if (!rec || rec->numel() != p.size())
+            return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("the teacher has no tensor of this name and size, so the quantized student cannot be written against it"))
+                                  .forTensor(p.name)
+                                  .withHint(QStringLiteral("distill a compressed model with the model it was compressed from as the teacher")));
+    }
+    return {};
+}
+
 Expected<void> saveStudent(const TrainModel &student, const Model &studentModel, const Model &denseSource,
                            const QString &outDir)
 {
@@ -509,12 +526,9 @@ Expected<void> saveStudent(const TrainModel &student, const Model &studentModel,
     // A compressed student: every parameter must be a tensor of the dense source of equal size.
     CompressionResult result;
     result.model = studentModel.cloneMutable();
+    if (auto ok = checkStudentSavable(student, denseSource); !ok)
+        return ok;
     for (const Parameter &p : student.params()) {
-        const TensorRecord *rec = denseSource.files().find(p.name);
-        if (!rec || rec->numel() != p.size())
-            return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("the teacher has no tensor of this name and size, so the quantized student cannot be written against it"))
-                                  .forTensor(p.name)
-                                  .withHint(QStringLiteral("distill a compressed model with the model it was compressed from as the teacher")));
         if (p.grid) {
             QuantizedTensor q = student.quantizedResult(p);
             CompressedLayerReport r;

@@ -149,6 +149,10 @@ private:
 // written as a plain Hugging Face folder (f32 safetensors, config.json from configSource with
 // num_hidden_layers / intermediate_size of the student, tokenizer files copied). Atomic: built in
 // a temporary folder and renamed into place.
+// Whether saveStudent can write this student against denseSource (checked before training, so a
+// long run does not end in an error): every parameter of a quantized student must be a tensor of
+// denseSource with the same number of elements.
+Expected<void> checkStudentSavable(const TrainModel &student, const Model &denseSource);
 Expected<void> saveStudent(const TrainModel &student, const Model &studentModel, const Model &denseSource,
                            const QString &outDir);
 Expected<void> saveDenseStudent(const TrainModel &student, const QString &configSourceFolder, const QString &outDir);
