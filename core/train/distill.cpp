@@ -336,8 +336,9 @@ double Distiller::teacherValidationLoss() const
     }, m_student.config().vocabSize);
 }
 
-// Checkpoint file: "BSMCKPT1", u32 version, i64 step, u64 rng, i64 optimizer steps, u32 params,
-// then per parameter: name (QString), i64 count, count f32 values, first and second moments.
+// Checkpoint file (little-endian): "BSMCKPT1", u32 version, i64 step, u64 rng, i64 optimizer
+// steps, u32 params, then per parameter: u32 name length, UTF-8 name, i64 count, count f32
+// values, first and second moments. Every size read is checked against the student before use.
 namespace {
 constexpr char kMagic[8] = {'B', 'S', 'M', 'C', 'K', 'P', 'T', '1'};
 constexpr quint32 kCheckpointVersion = 1;
@@ -369,7 +370,10 @@ Expected<void> Distiller::saveCheckpoint(const QString &dir) const
     auto &opt = const_cast<AdamW &>(m_optimizer);
     for (std::size_t i = 0; i < m_student.params().size(); ++i) {
         const Parameter &p = m_student.params()[i];
-        s << p.name << static_cast<qint64>(p.value.size());
+        const QByteArray name = p.name.toUtf8();
+        s << static_cast<quint32>(name.size());
+        s.writeRawData(name.constData(), static_cast<int>(name.size()));
+        s << static_cast<qint64>(p.value.size());
         writeFloats(s, p.value);
         writeFloats(s, opt.firstMoments()[i]);
         writeFloats(s, opt.secondMoments()[i]);
@@ -419,9 +423,16 @@ Expected<void> Distiller::loadCheckpoint(const QString &dir)
     AdamW opt = m_optimizer;
     for (std::size_t i = 0; i < count; ++i) {
         Parameter &p = student.params()[i];
-        QString name;
+        quint32 nameBytes = 0;
+        s >> nameBytes;
+        if (s.status() != QDataStream::Ok || nameBytes > 4096) // names are short; never allocate what a corrupt file claims
+            return bad(QStringLiteral("the checkpoint is corrupt"));
+        QByteArray nameUtf8(static_cast<qsizetype>(nameBytes), Qt::Uninitialized);
+        if (s.readRawData(nameUtf8.data(), static_cast<int>(nameBytes)) != static_cast<int>(nameBytes))
+            return bad(QStringLiteral("the checkpoint is truncated"));
+        const QString name = QString::fromUtf8(nameUtf8);
         qint64 n = 0;
-        s >> name >> n;
+        s >> n;
         if (s.status() != QDataStream::Ok || name != p.name || n != static_cast<qint64>(p.value.size()))
             return bad(QStringLiteral("parameter %1 of the checkpoint does not match the student's %2").arg(name, p.name));
         if (!readFloats(s, p.value) || !readFloats(s, opt.firstMoments()[i]) || !readFloats(s, opt.secondMoments()[i]))
