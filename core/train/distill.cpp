@@ -119,6 +119,19 @@ Expected<std::unique_ptr<Distiller>> Distiller::create(std::shared_ptr<const Mod
     if (!valTokens.empty() && static_cast<std::int64_t>(valTokens.size()) < o.ctx)
         return bad(QStringLiteral("val"), QStringLiteral("the validation text is shorter than one window of %1 tokens").arg(o.ctx),
                    QStringLiteral("use a longer text or a smaller --ctx"));
+    {
+        // The saved activations of one micro-batch (Tape) and the logit buffers: refuse sizes that
+        // would not fit rather than fail inside an allocation.
+        const double n = static_cast<double>(o.batch) * o.ctx;
+        const double qDim = double(sc.numHeads) * sc.headDim, kvDim = double(sc.numKvHeads) * sc.headDim;
+        const double perBlock = n * (5.0 * sc.hiddenSize + 2.0 * qDim + 2.0 * kvDim + 3.0 * sc.intermediateSize + 2.0)
+                                + double(o.batch) * sc.numHeads * double(o.ctx) * o.ctx;
+        const double bytes = 4.0 * (sc.numLayers * perBlock + 4.0 * n * sc.vocabSize);
+        if (bytes > 64.0 * 1024 * 1024 * 1024)
+            return bad(QStringLiteral("batch"), QStringLiteral("a micro-batch of %1 x %2 tokens needs about %3 GiB of activations")
+                                                    .arg(o.batch).arg(o.ctx).arg(bytes / (1024.0 * 1024 * 1024), 0, 'f', 0),
+                       QStringLiteral("use a smaller --batch or --ctx, and --accumulate for larger effective batches"));
+    }
     const bool needTeacher = o.alpha > 0.0f || o.hiddenWeight > 0.0;
     if (needTeacher && !teacher)
         return bad(QStringLiteral("teacher"), QStringLiteral("distillation needs a teacher"), QStringLiteral("give a teacher model, or --alpha 0"));

@@ -134,6 +134,7 @@ expect_fail "two budgets" "exactly one" -- "$CLI" allocate "$TMP/exp.h5" --targe
 expect_fail "distill bad student" "unknown student change" -- "$CLI" distill default --student layers:half --text "$SRC/resources/models/default/calib.txt" --steps 1 --out "$TMP/x"
 expect_fail "distill missing --student" "--student is required" -- "$CLI" distill default --text "$SRC/resources/models/default/calib.txt" --steps 1 --out "$TMP/x"
 expect_fail "distill bad alpha" "alpha" -- "$CLI" distill default --student layers:4 --text "$SRC/resources/models/default/calib.txt" --steps 1 --alpha 2 --out "$TMP/x"
+expect_fail "distill huge batch" "GiB of activations" -- "$CLI" distill default --student layers:4 --text "$SRC/resources/models/default/calib.txt" --steps 1 --batch 100000 --ctx 512 --out "$TMP/x"
 expect_fail "distill bad checkpoint" "checkpoint" -- "$CLI" distill default --student layers:4 --text "$SRC/resources/models/default/calib.txt" --steps 1 --resume "$TMP" --out "$TMP/x"
 
 echo "cli_e2e: $pass passed, $failed failed"
