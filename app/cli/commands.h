@@ -11,5 +11,7 @@ int cmdExport(const QStringList &args);
 // `compress MODEL --method structured --heads F --mlp F [--calib FILE] --out DIR`: removes attention
 // heads and MLP neurons and writes a smaller Hugging Face folder (structuredcommand.cpp).
 int cmdCompressStructured(const QStringList &args);
+// distillcommand.cpp: knowledge distillation into a compressed or smaller student.
+int cmdDistill(const QStringList &args);
 
 } // namespace bitsmith::cli

@@ -1026,7 +1026,10 @@ void printUsage(FILE *to)
                "  frontier EXP.h5 --measure K --out FRONTIER.json [--eval-windows N]\n"
                "                                              predicted size/loss frontier, K points measured\n"
                "  export MODEL --format gguf|hf|hf-gptq|recipe-yaml --out PATH [--type TYPE] [--strict-exact]\n"
-               "                                              GGUF for llama.cpp, Hugging Face folders, llm-compressor YAML\n\n"
+               "                                              GGUF for llama.cpp, Hugging Face folders, llm-compressor YAML\n"
+               "  distill TEACHER --student STUDENT --text TRAIN [--val VAL] --steps N [--lr X] [--temperature T] [--alpha A]\n"
+               "          [--batch B] [--ctx N] [--accumulate K] [--checkpoint DIR] [--resume DIR] --out DIR\n"
+               "                                              knowledge distillation (STUDENT: compressed folder, layers:every-other, mlp:0.5)\n\n"
                "MODEL is a Hugging Face model folder, a compressed folder, a .gguf file, or 'default' for the\n"
                "bundled model.\n"
                "Common options: --threads N, --backend onednn|eigen, --quiet, --help.\n",
@@ -1072,6 +1075,8 @@ int main(int argc, char **argv)
         return cmdFrontier(args);
     if (command == QLatin1String("export"))
         return cmdExport(args);
+    if (command == QLatin1String("distill"))
+        return cmdDistill(args);
     if (command == QLatin1String("--help") || command == QLatin1String("-h") || command == QLatin1String("help")) {
         printUsage(stdout);
         return 0;

@@ -165,6 +165,28 @@ else
   bad "compress structured"; cat "$TMP/err"
 fi
 
+# distill: a 3-bit student (RTN, no calibration) trained 3 steps quantization-aware; the written
+# compressed folder runs in eval with the perplexity the distiller measured on the same windows.
+if "$CLI" compress default --method rtn --bits 3 --group 64 --out "$TMP/q3" --quiet >/dev/null 2>"$TMP/err" \
+   && "$CLI" distill default --student "$TMP/q3" --text "$SRC/resources/models/default/calib.txt" \
+        --val "$SRC/resources/models/default/eval.txt" --steps 3 --batch 1 --ctx 32 --val-windows 2 --lr 1e-3 \
+        --checkpoint "$TMP/ckpt" --out "$TMP/q3d" --json >"$TMP/distill.json" 2>"$TMP/err" \
+   && "$CLI" eval "$TMP/q3d" --text "$SRC/resources/models/default/eval.txt" --ctx 32 --max-windows 2 --json --quiet >"$TMP/q3d.json" 2>>"$TMP/err" \
+   && "$CLI" info "$TMP/q3d" --json >"$TMP/q3dinfo.json" 2>>"$TMP/err" \
+   && python3 -c "
+import json
+d=json.load(open('$TMP/distill.json')); e=json.load(open('$TMP/q3d.json')); i=json.load(open('$TMP/q3dinfo.json'))
+assert d['steps']==3 and len(d['history'])==3 and d['teacher_used'], d
+h=d['history'][-1]; assert abs(h['loss']-(h['kd']+h['ce']))<1e-6 and h['tokens_per_second']>0, h
+assert d['perplexity_before']>d['teacher_perplexity']>1, d
+assert abs(e['perplexity']-d['perplexity_after'])<1e-3*e['perplexity'], (e['perplexity'], d['perplexity_after'])
+q=[t for t in i['tensors'] if 'q3 g64' in t.get('format','')]; assert len(q)==7*8, len(q)
+" && test -s "$TMP/ckpt/checkpoint.bin"; then
+  ok "compress -> distill (QAT) -> eval"
+else
+  bad "compress -> distill (QAT) -> eval"; cat "$TMP/err" "$TMP/distill.json"
+fi
+
 # --- bad input ------------------------------------------------------------------------------
 expect_fail "missing model folder" "model folder not found" -- "$CLI" info /nonexistent/model
 expect_fail "unknown command" "unknown command" -- "$CLI" frobnicate
@@ -205,6 +227,12 @@ expect_fail "bad pattern" "pattern" -- "$CLI" compress default --method magnitud
 expect_fail "pruning without sparsity" "sparsity" -- "$CLI" compress default --method wanda --sparsity 0 --out "$TMP/x"
 expect_fail "bits with a pruner that cannot quantize" "sparsegpt" -- "$CLI" compress default --method wanda --sparsity 0.5 --bits 4 --out "$TMP/x"
 expect_fail "bad structured fraction" "MLP neurons" -- "$CLI" compress default --method structured --mlp 1.2 --out "$TMP/x"
+
+expect_fail "distill bad student" "unknown student change" -- "$CLI" distill default --student layers:half --text "$SRC/resources/models/default/calib.txt" --steps 1 --out "$TMP/x"
+expect_fail "distill missing --student" "--student is required" -- "$CLI" distill default --text "$SRC/resources/models/default/calib.txt" --steps 1 --out "$TMP/x"
+expect_fail "distill bad alpha" "alpha" -- "$CLI" distill default --student layers:4 --text "$SRC/resources/models/default/calib.txt" --steps 1 --alpha 2 --out "$TMP/x"
+expect_fail "distill huge batch" "GiB of activations" -- "$CLI" distill default --student layers:4 --text "$SRC/resources/models/default/calib.txt" --steps 1 --batch 100000 --ctx 512 --out "$TMP/x"
+expect_fail "distill bad checkpoint" "checkpoint" -- "$CLI" distill default --student layers:4 --text "$SRC/resources/models/default/calib.txt" --steps 1 --resume "$TMP" --out "$TMP/x"
 
 echo "cli_e2e: $pass passed, $failed failed"
 [ $failed -eq 0 ]
