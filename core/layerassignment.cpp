@@ -4,14 +4,16 @@
 #include <QHash>
 #include <QRegularExpression>
 
+#include <algorithm>
+#include <cmath>
+
 namespace bitsmith::core {
 
 QString LayerSetting::label() const
 {
     if (dense)
         return QStringLiteral("dense");
-    SensitivitySetting s{technique, format};
-    return s.label();
+    return toSensitivity().label();
 }
 
 std::vector<AssignableLayer> assignableLayers(const Model &model)
@@ -46,6 +48,23 @@ std::vector<LayerSetting> resolveAssignment(const Recipe &recipe, const std::vec
             s.format.groupSize = *e.groupSize;
         if (e.symmetric)
             s.format.symmetric = *e.symmetric;
+        if (e.sparsity) {
+            s.sparsity = *e.sparsity;
+            s.pattern = {};
+        }
+        if (e.pattern) {
+            s.pattern = *e.pattern;
+            if (s.pattern.isNM())
+                s.sparsity = 1.0 - static_cast<double>(s.pattern.n) / s.pattern.m;
+        }
+        // Pure pruners store no codes; SparseGPT only when asked to quantize; quantizers prune nothing.
+        if (s.technique == QLatin1String("magnitude") || s.technique == QLatin1String("wanda")
+            || (s.technique == QLatin1String("sparsegpt") && !e.parameters.value(QStringLiteral("quantize")).toBool()))
+            s.format.bits = 0;
+        if (s.technique == QLatin1String("rtn") || s.technique == QLatin1String("gptq")) {
+            s.sparsity = 0.0;
+            s.pattern = {};
+        }
         if (s.technique == QLatin1String("none"))
             s.dense = true;
     };
@@ -78,11 +97,7 @@ RecipeEntry entryFor(const QString &name, const LayerSetting &setting)
         e.skip = true;
         return e;
     }
-    e.technique = setting.technique;
-    e.bits = setting.format.bits;
-    e.groupSize = setting.format.groupSize;
-    e.symmetric = setting.format.symmetric;
-    return e;
+    return recipeEntryFor(name, setting.toSensitivity());
 }
 
 } // namespace
@@ -118,11 +133,28 @@ double layerBytes(const AssignableLayer &layer, const LayerSetting &setting, dou
 {
     if (setting.dense)
         return denseBytes;
-    QuantizedTensor shape;
-    shape.rows = layer.rows;
-    shape.cols = layer.cols;
-    shape.format = setting.format;
-    return static_cast<double>(shape.storageBits()) / 8.0;
+    const double n = static_cast<double>(layer.parameters());
+    double valueBits = 0;
+    if (setting.format.bits > 0) {
+        QuantizedTensor shape;
+        shape.rows = layer.rows;
+        shape.cols = layer.cols;
+        shape.format = setting.format;
+        valueBits = static_cast<double>(shape.storageBits());
+    }
+    if (setting.sparsity <= 0 && !setting.pattern.isNM())
+        return valueBits / 8.0;
+    // Pruned: the kept values (codes, or the dense dtype) plus their positions — the same
+    // accounting as SensitivityAnalysis::compress.
+    const double kept = std::floor(n * (1.0 - setting.sparsity) + 0.5);
+    if (setting.format.bits > 0)
+        valueBits = valueBits - n * setting.format.bits + kept * setting.format.bits;
+    else
+        valueBits = kept * (n > 0 ? 8.0 * denseBytes / n : 32.0);
+    double positionBits = n;
+    if (setting.pattern.isNM())
+        positionBits = std::min(positionBits, kept * std::ceil(std::log2(setting.pattern.m)));
+    return (valueBits + positionBits) / 8.0;
 }
 
 } // namespace bitsmith::core

@@ -24,17 +24,21 @@ namespace bitsmith::core {
 struct LayerSetting
 {
     bool dense = true;
-    QString technique; // "rtn", "gptq", ... when not dense
+    QString technique; // "rtn", "gptq", "wanda", ... when not dense
     QuantFormat format;
+    double sparsity = 0.0;   // pruning: unstructured fraction removed
+    SparsityPattern pattern; // pruning: N:M
 
     // "dense", "rtn:w4g128", "gptq:w3g64", "rtn:w8" (per channel), "rtn:w4t" (per tensor);
     // the same spelling as SensitivitySetting::label() so the two compare as text.
     QString label() const;
     bool operator==(const LayerSetting &o) const
     {
-        return dense == o.dense && (dense || (technique == o.technique && format == o.format));
+        return dense == o.dense
+               && (dense || (technique == o.technique && format == o.format && sparsity == o.sparsity && pattern == o.pattern));
     }
-    static LayerSetting fromSensitivity(const SensitivitySetting &s) { return {false, s.technique, s.format}; }
+    static LayerSetting fromSensitivity(const SensitivitySetting &s) { return {false, s.technique, s.format, s.sparsity, s.pattern}; }
+    SensitivitySetting toSensitivity() const { return {technique, format, sparsity, pattern}; }
 };
 
 // A layer the assignment is about (name without ".weight", shape, whether it is the head).

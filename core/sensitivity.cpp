@@ -4,6 +4,8 @@
 #include "core/calibration.h"    // InputStatistics, makeCalibrationSequences
 #include "core/evaluate.h"       // logSoftmax
 #include "core/linear.h"         // LinearKernel, makeDenseLinear
+#include "core/prune/mask.h"      // magnitude / Wanda masks
+#include "core/prune/sparsegpt.h" // sparseGptPrune
 #include "core/quant/gptq.h"     // gptqQuantize
 #include "core/quant/quantizer.h" // quantizeRtn
 #include "core/random.h"         // splitmix64 (Hutchinson probes)
@@ -160,39 +162,114 @@ Error cancelled()
 
 QString SensitivitySetting::label() const
 {
-    QString s = QStringLiteral("%1:w%2").arg(technique).arg(format.bits);
-    if (format.groupSize > 0)
-        s += QStringLiteral("g%1").arg(format.groupSize);
-    else if (format.groupSize == -1)
-        s += QStringLiteral("t");
-    return s;
+    QStringList parts;
+    if (sparsity > 0 && !pattern.isNM())
+        parts << QStringLiteral("s%1").arg(qRound(sparsity * 100.0));
+    if (pattern.isNM())
+        parts << pattern.name();
+    if (format.bits > 0) {
+        QString w = QStringLiteral("w%1").arg(format.bits);
+        if (format.groupSize > 0)
+            w += QStringLiteral("g%1").arg(format.groupSize);
+        else if (format.groupSize == -1)
+            w += QStringLiteral("t");
+        parts << w;
+    }
+    return technique + QLatin1Char(':') + parts.join(QLatin1Char('+'));
+}
+
+RecipeEntry recipeEntryFor(const QString &name, const SensitivitySetting &setting)
+{
+    RecipeEntry e;
+    e.name = name;
+    e.technique = setting.technique;
+    if (setting.quantizes()) {
+        e.bits = setting.format.bits;
+        e.groupSize = setting.format.groupSize;
+        e.symmetric = setting.format.symmetric;
+    }
+    if (setting.prunes()) {
+        if (setting.pattern.isNM())
+            e.pattern = setting.pattern;
+        else
+            e.sparsity = setting.sparsity;
+        if (setting.technique == QLatin1String("sparsegpt"))
+            e.parameters.insert(QStringLiteral("quantize"), setting.quantizes());
+    }
+    return e;
+}
+
+bool needsCalibration(const SensitivitySetting &setting)
+{
+    return setting.technique == QLatin1String("gptq") || setting.technique == QLatin1String("wanda")
+           || setting.technique == QLatin1String("sparsegpt");
 }
 
 Expected<std::vector<SensitivitySetting>> parseSensitivitySettings(const QString &spec)
 {
-    static const QRegularExpression item(QStringLiteral("^([a-z0-9_-]+):w([0-9]+)(?:g([0-9]+))?$"));
+    static const QRegularExpression head(QStringLiteral("^([a-z0-9_-]+):(.+)$"));
+    static const QRegularExpression bitsPart(QStringLiteral("^w([0-9]+)(?:g([0-9]+))?$"));
+    static const QRegularExpression sparsityPart(QStringLiteral("^s([0-9]+)$"));
+    static const QRegularExpression nmPart(QStringLiteral("^([0-9]+):([0-9]+)$"));
     std::vector<SensitivitySetting> out;
     for (const QString &raw : spec.split(QLatin1Char(','), Qt::SkipEmptyParts)) {
         const QString s = raw.trimmed().toLower();
-        const auto m = item.match(s);
         auto bad = [&](const QString &why) {
             return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("bad candidate '%1': %2").arg(raw.trimmed(), why))
                                   .forParameter(QStringLiteral("candidates"))
-                                  .withHint(QStringLiteral("use METHOD:wBITS[gGROUP], e.g. rtn:w2g64,rtn:w3,gptq:w4g128,rtn:w8")));
+                                  .withHint(QStringLiteral("use METHOD:wBITS[gGROUP] for rtn/gptq (rtn:w3g64, gptq:w4), METHOD:sPERCENT "
+                                                           "or METHOD:N:M for magnitude/wanda/sparsegpt (wanda:s50, magnitude:2:4), "
+                                                           "sparsegpt:2:4+w4g128 for both")));
         };
+        const auto m = head.match(s);
         if (!m.hasMatch())
-            return bad(QStringLiteral("not METHOD:wBITS[gGROUP]"));
+            return bad(QStringLiteral("not METHOD:SETTING"));
         SensitivitySetting setting;
         setting.technique = m.captured(1);
-        if (setting.technique != QLatin1String("rtn") && setting.technique != QLatin1String("gptq"))
-            return bad(QStringLiteral("method must be rtn or gptq"));
-        setting.format.bits = m.captured(2).toInt();
-        setting.format.groupSize = m.captured(3).isEmpty() ? 0 : m.captured(3).toInt();
+        setting.format.bits = 0;
+        setting.format.groupSize = 0;
         setting.format.symmetric = false;
-        if (setting.format.bits < 2 || setting.format.bits > 8)
-            return bad(QStringLiteral("bits must be 2..8"));
-        if (!m.captured(3).isEmpty() && setting.format.groupSize < 1)
-            return bad(QStringLiteral("group size must be positive"));
+        bool hasBits = false, hasSparsity = false;
+        // N:M contains a colon: split the rest on '+' only.
+        for (const QString &part : m.captured(2).split(QLatin1Char('+'))) {
+            if (const auto b = bitsPart.match(part); b.hasMatch() && !hasBits) {
+                hasBits = true;
+                setting.format.bits = b.captured(1).toInt();
+                setting.format.groupSize = b.captured(2).isEmpty() ? 0 : b.captured(2).toInt();
+                if (setting.format.bits < 2 || setting.format.bits > 8)
+                    return bad(QStringLiteral("bits must be 2..8"));
+                if (!b.captured(2).isEmpty() && setting.format.groupSize < 1)
+                    return bad(QStringLiteral("group size must be positive"));
+            } else if (const auto sp = sparsityPart.match(part); sp.hasMatch() && !hasSparsity) {
+                hasSparsity = true;
+                const int pct = sp.captured(1).toInt();
+                if (pct < 1 || pct > 99)
+                    return bad(QStringLiteral("sparsity must be 1..99 percent"));
+                setting.sparsity = pct / 100.0;
+            } else if (const auto nm = nmPart.match(part); nm.hasMatch() && !hasSparsity) {
+                hasSparsity = true;
+                const auto p = SparsityPattern::parse(part);
+                if (!p || !p->isNM())
+                    return bad(QStringLiteral("N:M needs 0 < N < M <= 64"));
+                setting.pattern = *p;
+                setting.sparsity = 1.0 - static_cast<double>(p->n) / p->m;
+            } else {
+                return bad(QStringLiteral("'%1' is not wBITS[gGROUP], sPERCENT or N:M (or is given twice)").arg(part));
+            }
+        }
+        const QString &t = setting.technique;
+        if (t == QLatin1String("rtn") || t == QLatin1String("gptq")) {
+            if (!hasBits || hasSparsity)
+                return bad(QStringLiteral("%1 takes wBITS[gGROUP] only").arg(t));
+        } else if (t == QLatin1String("magnitude") || t == QLatin1String("wanda")) {
+            if (!hasSparsity || hasBits)
+                return bad(QStringLiteral("%1 takes a sparsity (sPERCENT) or N:M only").arg(t));
+        } else if (t == QLatin1String("sparsegpt")) {
+            if (!hasSparsity)
+                return bad(QStringLiteral("sparsegpt needs a sparsity (sPERCENT) or N:M"));
+        } else {
+            return bad(QStringLiteral("method must be rtn, gptq, magnitude, wanda or sparsegpt"));
+        }
         for (const SensitivitySetting &o : out)
             if (o.label() == setting.label())
                 return bad(QStringLiteral("listed twice"));
@@ -443,6 +520,81 @@ Expected<QuantizedTensor> SensitivityAnalysis::quantize(int layer, const Sensiti
                           .forParameter(QStringLiteral("candidates")));
 }
 
+Expected<SensitivityAnalysis::Compressed> SensitivityAnalysis::compress(int layer, const SensitivitySetting &setting) const
+{
+    const Layer &l = m_layers[static_cast<std::size_t>(layer)];
+    const MatrixView w = m_original->weight(l.tensor);
+    const auto n = static_cast<std::size_t>(l.rows * l.cols);
+    Compressed out;
+    if (!setting.prunes()) {
+        auto q = quantize(layer, setting);
+        if (!q)
+            return unexpected(q.error());
+        out.weights.resize(n);
+        q->dequantize(out.weights.data());
+        out.bytes = static_cast<double>(q->storageBits()) / 8.0;
+        return out;
+    }
+    const auto &stats = m_stats[static_cast<std::size_t>(l.block * kInputGroups + inputGroup(l.role))];
+    auto needStats = [&]() -> Expected<void> {
+        if (!stats)
+            return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("%1 needs calibration text").arg(setting.technique))
+                                  .forParameter(QStringLiteral("calib")).forLayer(l.name));
+        return {};
+    };
+    std::optional<QuantizedTensor> q;
+    if (setting.technique == QLatin1String("sparsegpt")) {
+        if (auto ok = needStats(); !ok)
+            return unexpected(ok.error());
+        SparseGptOptions o;
+        if (setting.quantizes())
+            o.quantize = setting.format;
+        auto r = sparseGptPrune(w, stats->hessian(), setting.sparsity, setting.pattern, o);
+        if (!r)
+            return unexpected(std::move(r.error()).forLayer(l.name));
+        out.weights = std::move(r->weights);
+        q = std::move(r->q);
+    } else {
+        std::vector<float> scores;
+        if (setting.technique == QLatin1String("wanda")) {
+            if (auto ok = needStats(); !ok)
+                return unexpected(ok.error());
+            scores = wandaScores(w, stats->meanSquare(), stats->tokens());
+        } else {
+            scores = magnitudeScores(w);
+        }
+        auto mask = selectMask(scores, l.rows, l.cols, setting.sparsity, setting.pattern, MaskScope::Row);
+        if (!mask)
+            return unexpected(std::move(mask.error()).forLayer(l.name));
+        out.weights = applyMask(w, *mask);
+    }
+    // Storage: kept values (the checkpoint's dtype, or the quantized codes with their scales) plus
+    // their positions.
+    // N:M keeps exactly N of every M slots (a kept weight may quantize to 0 and still be stored).
+    std::size_t kept = 0;
+    if (setting.pattern.isNM())
+        kept = n / static_cast<std::size_t>(setting.pattern.m) * static_cast<std::size_t>(setting.pattern.n);
+    else
+        for (float v : out.weights)
+            kept += v != 0.0f;
+    double valueBits = 0;
+    if (q) {
+        const double codes = static_cast<double>(n) * q->format.bits;
+        valueBits = static_cast<double>(q->storageBits()) - codes + static_cast<double>(kept) * q->format.bits;
+    } else {
+        double dtypeBits = 32;
+        for (const WeightInfo &wi : m_original->weights())
+            if (wi.name == l.tensor && wi.parameters > 0)
+                dtypeBits = 8.0 * static_cast<double>(wi.storedBytes) / static_cast<double>(wi.parameters);
+        valueBits = static_cast<double>(kept) * dtypeBits;
+    }
+    double positionBits = static_cast<double>(n); // bitmap
+    if (setting.pattern.isNM())
+        positionBits = std::min(positionBits, static_cast<double>(kept) * std::ceil(std::log2(setting.pattern.m)));
+    out.bytes = (valueBits + positionBits) / 8.0;
+    return out;
+}
+
 Expected<LayerMeasurement> SensitivityAnalysis::measureCached(int layer, const float *weights)
 {
     return measure(layer, weights, false);
@@ -665,15 +817,14 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
                 feedback->setProgress(done / units);
             }
             const auto tq = Clock::now();
-            auto q = quantize(static_cast<int>(li), settings[si]);
+            auto q = compress(static_cast<int>(li), settings[si]);
             if (!q)
                 return unexpected(std::move(q.error()).forLayer(l.name));
-            deq.resize(static_cast<std::size_t>(l.rows * l.cols));
-            q->dequantize(deq.data());
+            deq = std::move(q->weights);
             const std::size_t cell = li * settings.size() + si;
             quantizeSecondsPerCell[cell] = secondsSince(tq);
             r.quantizeSeconds += quantizeSecondsPerCell[cell];
-            r.bytes[cell] = static_cast<double>(q->storageBits()) / 8.0;
+            r.bytes[cell] = q->bytes;
             // Proxies: Σ_i ΔW_ij² per input column j, then the weightings.
             double normW = 0, normD = 0;
             std::vector<double> colErr(static_cast<std::size_t>(l.cols), 0.0);
@@ -751,7 +902,7 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
         // The per-cell script also recalibrates for GPTQ settings.
         bool anyGptq = false;
         for (const SensitivitySetting &st : settings)
-            anyGptq = anyGptq || st.technique == QLatin1String("gptq");
+            anyGptq = anyGptq || needsCalibration(st);
         // Calibration up to a layer's input costs in proportion to its depth: time the first
         // layer's (block 0, q/k/v input) and the last one's (last block, down_proj input), and
         // interpolate by the layer's position.
@@ -776,7 +927,7 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
             const double calib = calibFirst + frac * (calibLast - calibFirst);
             for (std::size_t si = 0; si < settings.size(); ++si) {
                 script += reload + forwardPerCell + quantizeSecondsPerCell[li * settings.size() + si];
-                if (settings[si].technique == QLatin1String("gptq"))
+                if (needsCalibration(settings[si]))
                     script += calib;
             }
         }

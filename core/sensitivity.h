@@ -41,6 +41,8 @@
 #include "core/feedback.h"              // Feedback
 #include "core/model.h"                 // Model
 #include "core/quant/quantizedtensor.h" // QuantFormat, QuantizedTensor
+#include "core/recipe.h"                // RecipeEntry
+#include "core/sdk/technique.h"         // SparsityPattern
 
 #include <QString>
 
@@ -55,17 +57,25 @@ class Transformer;
 class InputStatistics;
 class DeltaLinear;
 
-// One candidate: a technique ("rtn" or "gptq") and its format.
+// One candidate: a technique and its format — quantization ("rtn", "gptq"), pruning ("magnitude",
+// "wanda", "sparsegpt": a sparsity or an N:M pattern), or both ("sparsegpt" with bits).
 struct SensitivitySetting
 {
     QString technique;
     QuantFormat format;
-    // "rtn:w4g128", "rtn:w8" (per-channel), "gptq:w3g64"
+    double sparsity = 0.0;   // unstructured fraction removed (pruning)
+    SparsityPattern pattern; // N:M (pruning)
+    bool prunes() const { return sparsity > 0 || pattern.isNM(); }
+    bool quantizes() const { return format.bits > 0; }
+    // "rtn:w4g128", "rtn:w8" (per-channel), "gptq:w3g64", "wanda:s50", "magnitude:2:4",
+    // "sparsegpt:2:4+w4g128"
     QString label() const;
 };
 
-// Parses "rtn:w2g64,rtn:w3,gptq:w4g128,rtn:w8" (METHOD:wBITS[gGROUP]; no g = per channel).
-// Errors name the parameter "candidates" and the bad item.
+// Parses "rtn:w2g64,rtn:w3,gptq:w4g128,rtn:w8,wanda:s50,sparsegpt:2:4+w4g128": METHOD:PART[+PART]
+// with PART one of wBITS[gGROUP] (no g = per channel), sPERCENT (unstructured sparsity), N:M.
+// rtn/gptq take only wBITS; magnitude/wanda only a sparsity or N:M; sparsegpt a sparsity or N:M
+// and optionally wBITS. Errors name the parameter "candidates" and the bad item.
 Expected<std::vector<SensitivitySetting>> parseSensitivitySettings(const QString &spec);
 
 struct SensitivityOptions
@@ -115,6 +125,12 @@ struct SensitivityResult
     }
 };
 
+// The recipe entry that gives layer `name` this setting (technique, bits/group, sparsity/pattern,
+// and SparseGPT's `quantize` parameter).
+RecipeEntry recipeEntryFor(const QString &name, const SensitivitySetting &setting);
+// Whether the setting's technique needs calibration statistics (GPTQ, Wanda, SparseGPT).
+bool needsCalibration(const SensitivitySetting &setting);
+
 // Spearman's rank correlation of two equally long series (average ranks for ties; pairs where
 // either value is NaN are skipped). NaN when fewer than 3 pairs remain or a series is constant.
 double spearmanCorrelation(const std::vector<double> &a, const std::vector<double> &b);
@@ -155,8 +171,18 @@ public:
     const QString &layerName(int layer) const;
     double baseLoss() const { return m_baseLoss; }
 
-    // Quantizes one layer's original weights under a setting.
+    // Quantizes one layer's original weights under a quantization setting.
     Expected<QuantizedTensor> quantize(int layer, const SensitivitySetting &setting) const;
+
+    // Any setting (quantization, pruning, both): the layer's new f32 weights and the bytes it
+    // takes. Pruned values keep the checkpoint's dtype; the positions cost a bitmap (1 bit per
+    // weight) or, for N:M, log2(M) bits per kept weight, whichever is smaller.
+    struct Compressed
+    {
+        std::vector<float> weights;
+        double bytes = 0;
+    };
+    Expected<Compressed> compress(int layer, const SensitivitySetting &setting) const;
 
     // Loss/KL/perplexity with layer `layer` replaced by `weights` (rows × cols f32), the fast way
     // (from the cached block input) and the naive way (a full forward over every window).

@@ -773,14 +773,8 @@ Recipe recipeForChoice(const SensitivityResult &exp, const std::vector<int> &cho
     bool needsCalibration = false;
     for (std::size_t l = 0; l < exp.layers.size(); ++l) {
         const SensitivitySetting &s = exp.settings[static_cast<std::size_t>(choice[l])];
-        RecipeEntry e;
-        e.name = exp.layers[l];
-        e.technique = s.technique;
-        e.bits = s.format.bits;
-        e.groupSize = s.format.groupSize;
-        e.symmetric = s.format.symmetric;
-        recipe.layers.push_back(std::move(e));
-        needsCalibration = needsCalibration || s.technique == QLatin1String("gptq");
+        recipe.layers.push_back(recipeEntryFor(exp.layers[l], s));
+        needsCalibration = needsCalibration || bitsmith::core::needsCalibration(s);
     }
     if (needsCalibration) {
         // The same calibration text, but compress's own amount of it (the sweep's smaller sample

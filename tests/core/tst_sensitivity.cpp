@@ -11,6 +11,8 @@
 #include "tinymodel.h"
 
 #include <QTemporaryDir>
+
+#include <algorithm>
 #include <QTest>
 
 #include <cmath>
@@ -64,7 +66,24 @@ private slots:
         QCOMPARE((*s)[2].technique, QStringLiteral("gptq"));
         QCOMPARE((*s)[0].label(), QStringLiteral("rtn:w2g64"));
         QCOMPARE((*s)[3].label(), QStringLiteral("rtn:w8"));
-        for (const char *bad : {"rtn:w9", "awq:w4", "rtn:4", "rtn:w4g0", "rtn:w4,rtn:w4", ""}) {
+        // Pruning candidates: sparsity, N:M, and SparseGPT with joint quantization.
+        auto p = parseSensitivitySettings(QStringLiteral("wanda:s50,magnitude:2:4,sparsegpt:2:4+w4g128,sparsegpt:s60"));
+        QVERIFY2(p, qPrintable(p ? QString() : p.error().toString()));
+        QCOMPARE((*p)[0].sparsity, 0.5);
+        QVERIFY(!(*p)[0].quantizes() && (*p)[0].prunes());
+        QCOMPARE((*p)[1].pattern.n, 2);
+        QCOMPARE((*p)[1].pattern.m, 4);
+        QCOMPARE((*p)[1].sparsity, 0.5);
+        QVERIFY((*p)[2].quantizes() && (*p)[2].prunes());
+        QCOMPARE((*p)[2].format.groupSize, 128);
+        for (const SensitivitySetting &x : *p) {
+            auto again = parseSensitivitySettings(x.label());
+            QVERIFY(again);
+            QCOMPARE((*again)[0].label(), x.label());
+        }
+        QCOMPARE((*p)[2].label(), QStringLiteral("sparsegpt:2:4+w4g128"));
+        for (const char *bad : {"rtn:w9", "awq:w4", "rtn:4", "rtn:w4g0", "rtn:w4,rtn:w4", "", "rtn:s50", "wanda:w4",
+                                "wanda:s50+w4", "magnitude:4:2", "sparsegpt:w4", "wanda:s0", "wanda:s50+s60"}) {
             auto e = parseSensitivitySettings(QString::fromLatin1(bad));
             QVERIFY2(!e, bad);
             QCOMPARE(e.error().parameter, QStringLiteral("candidates"));
@@ -104,6 +123,58 @@ private slots:
             QVERIFY2(same->deltaLoss == 0.0 && same->kl == 0.0,
                      qPrintable(QStringLiteral("layer %1: %2 %3").arg(layer).arg(same->deltaLoss).arg(same->kl)));
         }
+    }
+
+    // Pruning candidates: the weights are exactly what the masks give (checked by hand: zeros per
+    // 4 columns, the kept values unchanged), and the bytes follow the stated accounting.
+    void pruningCandidates()
+    {
+        auto settings = parseSensitivitySettings(QStringLiteral("magnitude:2:4,wanda:s50,sparsegpt:2:4+w4g128"));
+        QVERIFY(settings);
+        const int layer = 4; // block 0 gate_proj, 768 x 256, bf16
+        const QString tensor = m_analysis->layerName(layer) + QStringLiteral(".weight");
+        const MatrixView w = m_model->weight(tensor);
+        const auto n = static_cast<std::size_t>(w.rows * w.cols);
+        auto mag = m_analysis->compress(layer, (*settings)[0]);
+        QVERIFY(mag);
+        for (std::int64_t r = 0; r < w.rows; ++r)
+            for (std::int64_t c = 0; c < w.cols; c += 4) {
+                // The two largest |w| of each 4 survive unchanged, the others are zero.
+                std::vector<std::pair<float, int>> g;
+                for (int k = 0; k < 4; ++k)
+                    g.push_back({std::abs(w.data[r * w.cols + c + k]), k});
+                std::stable_sort(g.begin(), g.end(), [](auto a, auto b) { return a.first > b.first; });
+                for (int k = 0; k < 4; ++k) {
+                    const float got = mag->weights[static_cast<std::size_t>(r * w.cols + c + g[k].second)];
+                    if (k < 2 && g[1].first != g[2].first)
+                        QCOMPARE(got, w.data[r * w.cols + c + g[k].second]);
+                    else if (k >= 2 && g[1].first != g[2].first)
+                        QCOMPARE(got, 0.0f);
+                }
+            }
+        // bf16 values of the kept half + 2 bits of position each (= the 1-bit bitmap here).
+        QCOMPARE(mag->bytes, (n / 2 * 16.0 + n / 2 * 2.0) / 8.0);
+        auto wanda = m_analysis->compress(layer, (*settings)[1]);
+        QVERIFY(wanda);
+        std::size_t zeros = 0;
+        for (float v : wanda->weights)
+            zeros += v == 0.0f;
+        QCOMPARE(zeros, n / 2);
+        QCOMPARE(wanda->bytes, (n / 2 * 16.0 + n) / 8.0);
+        auto sgpt = m_analysis->compress(layer, (*settings)[2]);
+        QVERIFY(sgpt);
+        // 4-bit codes of the kept half, the g128 scales and zeros of the whole layer, 2-bit positions.
+        const double groups = static_cast<double>(w.rows) * (static_cast<double>(w.cols) / 128);
+        QCOMPARE(sgpt->bytes, (n / 2 * 4.0 + groups * (16 + 4) + n / 2 * 2.0) / 8.0);
+        // Measured like any other setting; 2:4 hurts more than nothing.
+        auto m = m_analysis->measureCached(layer, mag->weights.data());
+        QVERIFY(m && m->kl > 0);
+        // The recipe entry carries the pattern and SparseGPT's joint quantization.
+        const RecipeEntry e = recipeEntryFor(QStringLiteral("x"), (*settings)[2]);
+        QVERIFY(e.pattern && e.pattern->n == 2 && e.pattern->m == 4);
+        QCOMPARE(*e.bits, 4);
+        QCOMPARE(e.parameters.value(QStringLiteral("quantize")).toBool(), true);
+        QVERIFY(!recipeEntryFor(QStringLiteral("x"), (*settings)[1]).bits);
     }
 
     void spearman()
