@@ -206,8 +206,7 @@ core::Expected<QString> renderReportHtml(const ReportOptions &options, ReportSum
             recipeSource = QStringLiteral("no recipe in the input, and %1 bits per weight does not fit: the default recipe")
                                .arg(options.defaultBitsPerWeight, 0, 'f', 2);
     }
-    if (doc.layerCount() > 0)
-        doc.selectLayer(0);
+    // No layer is selected: the heatmap shows no selection rectangle, only the recipe's markers.
 
     // ---- the plots, by the GUI's views ----
     if (feedback)

@@ -43,9 +43,25 @@ void prepareGuiEnvironment()
         qputenv("QT_QPA_PLATFORM", "offscreen");
 }
 
+#ifdef BITSMITH_CLI_REPORT
+namespace {
+QtMessageHandler g_previousHandler = nullptr;
+// The offscreen platform warns that it "does not support propagateSizeHints()" for every window
+// laid out: noise to a CLI user, dropped; everything else goes to Qt's handler.
+void quietOffscreen(QtMsgType type, const QMessageLogContext &context, const QString &message)
+{
+    if (message.contains(QLatin1String("propagateSizeHints")))
+        return;
+    if (g_previousHandler)
+        g_previousHandler(type, context, message);
+}
+} // namespace
+#endif
+
 int runReport(const QString &input, const QString &out, const QString &model, bool quiet, bool json)
 {
 #ifdef BITSMITH_CLI_REPORT
+    g_previousHandler = qInstallMessageHandler(quietOffscreen);
     StderrFeedback feedback(QStringLiteral("report"), quiet);
     ui::ReportOptions options;
     options.input = input;
