@@ -316,7 +316,14 @@ core::Expected<QString> renderReportHtml(const ReportOptions &options, ReportSum
         h += QStringLiteral("<p>%1</p>\n<table>\n").arg(esc(QStringLiteral("From %1/report.json:").arg(compressedFolder)));
         for (auto it = compressedReport.begin(); it != compressedReport.end(); ++it)
             if (it.value().isDouble() || it.value().isString() || it.value().isBool())
-                h += row({it.key(), it.value().isDouble() ? gnum(it.value().toDouble(), 6) : it.value().toVariant().toString()});
+            {
+                const double v = it.value().toDouble();
+                // Byte counts as integers, not "7.34822e+06".
+                const QString text = !it.value().isDouble()                             ? it.value().toVariant().toString()
+                                     : (v == std::floor(v) && std::abs(v) < 1e15) ? QString::number(static_cast<qint64>(v))
+                                                                                  : gnum(v, 6);
+                h += row({it.key(), text});
+            }
         h += QStringLiteral("</table>\n");
     }
 
