@@ -6,8 +6,13 @@
 
 namespace bitsmith::cli {
 
-// export MODEL --format gguf|hf|hf-gptq|recipe-yaml --out PATH (exportcommand.cpp)
+// export MODEL --format gguf|hf|hf-gptq|recipe-yaml|report --out PATH (exportcommand.cpp)
 int cmdExport(const QStringList &args);
+// reportcommand.cpp: whether argv is `export ... --format report` (decided before the application
+// object exists: the report needs a QApplication), the offscreen platform for it, and the report.
+bool wantsGuiApplication(int argc, char **argv);
+void prepareGuiEnvironment();
+int runReport(const QString &input, const QString &out, const QString &model, bool quiet, bool json);
 // `compress MODEL --method structured --heads F --mlp F [--calib FILE] --out DIR`: removes attention
 // heads and MLP neurons and writes a smaller Hugging Face folder (structuredcommand.cpp).
 int cmdCompressStructured(const QStringList &args);

@@ -1,5 +1,6 @@
 // exportcommand.cpp: `bitsmith-cli export MODEL --format gguf|hf|hf-gptq|recipe-yaml --out PATH`:
-// a model folder, a compressed folder or a .gguf file written for deployment runtimes.
+// a model folder, a compressed folder or a .gguf file written for deployment runtimes; and
+// `export EXP_OR_PROJECT.h5 --format report --out report.html [--model DIR]` (reportcommand.cpp).
 #include "app/cli/clicommon.h"
 #include "app/cli/commands.h"
 
@@ -31,18 +32,22 @@ Expected<void> writeText(const QString &path, const QByteArray &text)
 int cmdExport(const QStringList &args)
 {
     Common c;
-    QCommandLineOption format(QStringLiteral("format"), QStringLiteral("gguf, hf, hf-gptq or recipe-yaml."), QStringLiteral("FORMAT"));
+    QCommandLineOption format(QStringLiteral("format"), QStringLiteral("gguf, hf, hf-gptq, recipe-yaml or report."), QStringLiteral("FORMAT"));
     QCommandLineOption out(QStringLiteral("out"), QStringLiteral("Output file (gguf, recipe-yaml) or folder (hf, hf-gptq)."), QStringLiteral("PATH"));
     QCommandLineOption type(QStringLiteral("type"), QStringLiteral("gguf: type of the dense matrices (F16, BF16, F32, Q8_0, Q4_K, ...)."), QStringLiteral("TYPE"));
     QCommandLineOption strict(QStringLiteral("strict-exact"),
                               QStringLiteral("gguf: requantize Q4_1/Q5_1 layers whose min is not an fp16 value instead of rounding it."));
-    c.parser.addOptions({format, out, type, strict});
+    QCommandLineOption modelDir(QStringLiteral("model"),
+                                QStringLiteral("report: the model folder (default: the one the experiment names) or a compressed folder whose recipe to tabulate."),
+                                QStringLiteral("DIR"));
+    c.parser.addOptions({format, out, type, strict, modelDir});
     int code = 0;
-    const QString usage = QStringLiteral("export MODEL --format gguf|hf|hf-gptq|recipe-yaml --out PATH [--type TYPE] [--strict-exact]");
+    const QString usage = QStringLiteral("export MODEL --format gguf|hf|hf-gptq|recipe-yaml --out PATH [--type TYPE] [--strict-exact]\n"
+                                         "       export EXP_OR_PROJECT.h5 --format report --out report.html [--model DIR]");
     if (!parseArgs(c, args, 1, usage, code))
         return code;
     const QString fmt = c.parser.value(format);
-    const QStringList formats{QStringLiteral("gguf"), QStringLiteral("hf"), QStringLiteral("hf-gptq"), QStringLiteral("recipe-yaml")};
+    const QStringList formats{QStringLiteral("gguf"), QStringLiteral("hf"), QStringLiteral("hf-gptq"), QStringLiteral("recipe-yaml"), QStringLiteral("report")};
     if (!formats.contains(fmt))
         return usageError(QStringLiteral("--format must be one of %1").arg(formats.join(QStringLiteral(", "))), usage);
     if (!c.parser.isSet(out))
@@ -50,6 +55,10 @@ int cmdExport(const QStringList &args)
     const QString outPath = c.parser.value(out);
     const QString source = c.parser.positionalArguments().first();
     const bool quiet = c.parser.isSet(c.quiet);
+    if (c.parser.isSet(modelDir) && fmt != QLatin1String("report"))
+        return usageError(QStringLiteral("--model is for --format report"), usage);
+    if (fmt == QLatin1String("report"))
+        return runReport(source, outPath, c.parser.value(modelDir), quiet, c.parser.isSet(c.json));
 
     if (fmt == QLatin1String("recipe-yaml")) {
         // A recipe file, or a compressed folder's recipe.json.

@@ -18,6 +18,9 @@
 
 #include <QCommandLineParser>
 #include <QCoreApplication>
+#ifdef BITSMITH_CLI_REPORT
+#include <QApplication> // `export --format report` only: the report renders QCustomPlot views
+#endif
 #include <QDir>
 #include <QFileInfo>
 #include <QSaveFile>
@@ -1020,6 +1023,7 @@ void printUsage(FILE *to)
                "  frontier EXP.h5 --measure K --out FRONTIER.json [--eval-windows N]\n"
                "                                              predicted size/loss frontier, K points measured\n"
                "  export MODEL --format gguf|hf|hf-gptq|recipe-yaml --out PATH [--type TYPE] [--strict-exact]\n"
+               "  export EXP_OR_PROJECT.h5 --format report --out report.html [--model DIR]\n"
                "                                              GGUF for llama.cpp, Hugging Face folders, llm-compressor YAML\n"
                "  distill TEACHER --student STUDENT --text TRAIN [--val VAL] --steps N [--lr X] [--temperature T] [--alpha A]\n"
                "          [--batch B] [--ctx N] [--accumulate K] [--checkpoint DIR] [--resume DIR] --out DIR\n"
@@ -1035,7 +1039,17 @@ void printUsage(FILE *to)
 int main(int argc, char **argv)
 {
     prepareProcessEnvironment(argc, argv);
-    QCoreApplication app(argc, argv);
+    // Every command runs on a QCoreApplication except the HTML report, whose plots are widgets:
+    // decided from argv before the application object exists.
+    std::unique_ptr<QCoreApplication> app;
+#ifdef BITSMITH_CLI_REPORT
+    if (wantsGuiApplication(argc, argv)) {
+        prepareGuiEnvironment();
+        app = std::make_unique<QApplication>(argc, argv);
+    }
+#endif
+    if (!app)
+        app = std::make_unique<QCoreApplication>(argc, argv);
     QCoreApplication::setApplicationName(QStringLiteral("bitsmith-cli"));
     QCoreApplication::setApplicationVersion(QStringLiteral(BITSMITH_VERSION));
     QStringList args = QCoreApplication::arguments();

@@ -78,6 +78,28 @@ assert all(a['bytes']<b['bytes'] and a['predicted']>b['predicted'] for a,b in zi
   else
     bad "frontier"; cat "$TMP/err"
   fi
+  # The HTML report of the sweep, with the compressed folder's recipe tabulated: three embedded
+  # PNGs (heatmap, proxy map, frontier) that decode, every layer named, the recipe's source said.
+  if "$CLI" export "$TMP/exp.h5" --format report --model "$TMP/mixed" --out "$TMP/report.html" --json --quiet \
+       >"$TMP/report.json" 2>"$TMP/err" \
+     && python3 -c "
+import json, re, base64, struct
+d = json.load(open('$TMP/report.json')); assert d['layers'] == 56 and d['settings'] == 3 and 'recipe.json' in d['recipe'], d
+h = open('$TMP/report.html', encoding='utf-8').read()
+imgs = [base64.b64decode(b) for b in re.findall(r'data:image/png;base64,([A-Za-z0-9+/=]+)', h)]
+assert len(imgs) == 3, len(imgs)
+for png in imgs:
+    assert png[:8] == b'\\x89PNG\\r\\n\\x1a\\n' and len(png) > 5000, len(png)
+    w, hh = struct.unpack('>II', png[16:24]); assert w >= 400 and hh >= 300, (w, hh)
+for i in range(8):
+    assert '<td>model.layers.%d.mlp.down_proj</td>' % i in h
+assert all('id=\"%s\"' % s in h for s in ('model', 'data', 'recipe', 'sensitivity', 'frontier', 'measured', 'timings'))
+assert 'report.json' in h
+"; then
+    ok "export --format report"
+  else
+    bad "export --format report"; cat "$TMP/err"
+  fi
 else
   bad "sensitivity -> allocate -> compress"; cat "$TMP/err"
 fi
@@ -211,6 +233,8 @@ expect_fail "text shorter than a window" "window" -- "$CLI" eval default --text 
 expect_fail "bad candidates" "candidate" -- "$CLI" sensitivity default --candidates rtn:w9 --out "$TMP/x.h5"
 head -c 3000 "$TMP/exp.h5" >"$TMP/trunc.h5" 2>/dev/null
 expect_fail "truncated experiment" "experiment" -- "$CLI" allocate "$TMP/trunc.h5" --target-bpw 4 --out "$TMP/r.json"
+expect_fail "report of a truncated experiment" "experiment" -- "$CLI" export "$TMP/trunc.h5" --format report --out "$TMP/x.html"
+expect_fail "--model without report" "--model is for --format report" -- "$CLI" export default --format hf --model "$TMP" --out "$TMP/x"
 expect_fail "infeasible budget" "smallest possible size" -- "$CLI" allocate "$TMP/exp.h5" --target-bpw 1 --out "$TMP/r.json"
 expect_fail "two budgets" "exactly one" -- "$CLI" allocate "$TMP/exp.h5" --target-bpw 4 --max-bytes 10 --out "$TMP/r.json"
 
