@@ -759,7 +759,7 @@ Expected<double> SensitivityAnalysis::hessianTrace(int layer, int probes, double
         auto down = measureCached(layer, minus.data());
         if (!down)
             return unexpected(down.error());
-        // L(W) is the base loss exactly (ΔL = 0): the kernels are the base pass's.
+        // L(W) is the base loss (ΔL = 0, to ~1e-9): the kernels are the base pass's.
         sum += (up->deltaLoss + down->deltaLoss) / (eps * eps);
     }
     return sum / probes;

@@ -113,16 +113,19 @@ private slots:
                 QVERIFY(std::abs(fast->perplexity - naive->perplexity) < 1e-4 * naive->perplexity);
             }
         }
-        // The original weights give back the original loss exactly, on every path (the measured
-        // kernel's ΔW is zero and everything else is the base pass's arithmetic).
+        // The original weights give back the original loss, on every path (the measured kernel's
+        // ΔW is zero and everything else is the base pass's arithmetic). Not always bit for bit:
+        // buffers of another alignment can change the summation order of vectorised loops, which
+        // moves the loss by ~1e-9; a wrong restart point would move it by far more.
         for (int layer : {0, 3, 4, 6}) {
             const QString tensor = m_analysis->layerName(layer) + QStringLiteral(".weight");
             const MatrixView w = m_model->weight(tensor);
             auto same = m_analysis->measureCached(layer, w.data);
             QVERIFY(same);
-            QVERIFY2(same->deltaLoss == 0.0 && same->kl == 0.0,
+            QVERIFY2(std::abs(same->deltaLoss) < 1e-7 && std::abs(same->kl) < 1e-7,
                      qPrintable(QStringLiteral("layer %1: %2 %3").arg(layer).arg(same->deltaLoss).arg(same->kl)));
         }
+    }
     }
 
     // Pruning candidates: the weights are exactly what the masks give (checked by hand: zeros per
