@@ -470,7 +470,7 @@ Expected<std::unique_ptr<SensitivityAnalysis>> SensitivityAnalysis::create(std::
                 a->m_baseLogits[off + static_cast<std::size_t>(v)] = z[v];
                 a->m_baseProbs[off + static_cast<std::size_t>(v)] = static_cast<float>(std::exp(lp[static_cast<std::size_t>(v)]));
             }
-            // Σ p in the same f32 summation as score() uses, so an unchanged model scores exactly 0.
+            // Σ p in the same f32 summation as score() uses, so an unchanged model scores 0.
             sum = Eigen::Map<const Eigen::ArrayXf>(a->m_baseProbs.data() + off, vocab).sum();
             a->m_baseProbSum[pos] = sum;
             a->m_baseLse[pos] = static_cast<double>(z[0]) - lp[0];

@@ -126,7 +126,6 @@ private slots:
                      qPrintable(QStringLiteral("layer %1: %2 %3").arg(layer).arg(same->deltaLoss).arg(same->kl)));
         }
     }
-    }
 
     // Pruning candidates: the weights are exactly what the masks give (checked by hand: zeros per
     // 4 columns, the kept values unchanged), and the bytes follow the stated accounting.
