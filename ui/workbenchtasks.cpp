@@ -348,7 +348,8 @@ core::Expected<DistillOutcome> runDistillation(std::shared_ptr<const core::Model
     } else {
         double params = 0;
         for (const core::AssignableLayer &l : core::assignableLayers(*distilled))
-            params += static_cast<double>(l.parameters());
+            if (!l.isHead) // the document's compressible layers are the blocks' linears
+                params += static_cast<double>(l.parameters());
         p.label = QStringLiteral("distilled %1").arg(spec.student);
         p.bytes = params * spec.denseBytesPerParameter;
         p.bitsPerWeight = spec.teacherParameters > 0 ? 8.0 * p.bytes / spec.teacherParameters : 0.0;

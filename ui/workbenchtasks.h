@@ -85,7 +85,7 @@ struct DistillSpec
     QString evalText;             // "" = the model folder's eval.txt (validation and the final measurement)
     int measureWindows = 4;       // windows of min(128, max positions) tokens for the final KL / perplexity
     // The frontier's x axis is bits per weight of the teacher's compressible layers; for an
-    // architecture student stored in the teacher's format, its linear parameters × this.
+    // architecture student stored in the teacher's format, its blocks' linear parameters × this.
     double denseBytesPerParameter = 2.0;
     double teacherParameters = 0; // compressible parameters of the teacher (the document's totals)
     double recipeBytes = 0, recipeBitsPerWeight = 0, recipePredicted = 0; // the recipe's totals

@@ -7,6 +7,7 @@
 // document the accuracy-vs-size chart draws.
 #include "core/compression.h"
 #include "core/evaluate.h"
+#include "core/layerassignment.h" // assignableLayers
 #include "core/sdk/techniqueregistry.h"
 #include "core/train/distill.h"
 #include "ui/distillationwidget.h"
@@ -152,6 +153,35 @@ private slots:
         QVERIFY(std::isfinite(p.perplexity) && p.perplexity > 1.0 && p.perplexity < 200.0);
         QVERIFY(p.kl > 0.0 && p.kl < 1.0);
         QVERIFY(w.resultText().contains(QStringLiteral("steps done")));
+    }
+
+    // An architecture student (half the blocks): its point sits at the size of the kept linears
+    // stored like the teacher's (bf16), over the teacher's compressible parameters (8 bits/weight).
+    void halfDepthStudentPoint()
+    {
+        ui::DistillationWidget w(&m_doc, &m_jobs);
+        auto s = tinySettings(2);
+        s.student = QStringLiteral("layers:every-other");
+        w.setSettings(s);
+        QCOMPARE(w.settings().student, s.student);
+        const std::size_t measuredBefore = m_doc.measuredPoints().size();
+        ui::Job *job = w.start();
+        QVERIFY(waitFinished(job));
+        QVERIFY2(job->state() == ui::Job::State::Succeeded, job->error() ? qPrintable(job->error()->toString()) : "");
+        QCOMPARE(w.received().size(), std::size_t(2));
+        QCOMPARE(m_doc.measuredPoints().size(), measuredBefore + 1);
+        double blocks = 0;
+        for (const core::AssignableLayer &l : core::assignableLayers(*m_model))
+            if (!l.isHead)
+                blocks += static_cast<double>(l.parameters());
+        QCOMPARE(m_doc.totals().parameters, blocks); // the chart's x axis: the blocks' linears
+        QCOMPARE(m_model->config().numLayers, 8);
+        // 4 of 8 equal blocks kept, stored as the teacher's bf16: half of 16 bits per weight.
+        const double expected = 16.0 * (blocks / 2.0) / blocks;
+        const core::MeasuredPoint &p = m_doc.measuredPoints().back();
+        QVERIFY2(std::abs(p.bitsPerWeight - expected) < 1e-9, qPrintable(QStringLiteral("%1 vs %2").arg(p.bitsPerWeight).arg(expected)));
+        QCOMPARE(p.label, QStringLiteral("distilled layers:every-other"));
+        QVERIFY(std::isfinite(p.perplexity) && p.kl > 0.0);
     }
 
     void pauseHoldsAndResumeFinishes()
