@@ -3,6 +3,7 @@
 #include "mainwindow.h"
 
 #include "assignmentwidget.h"
+#include "distillationwidget.h"
 #include "formatting.h"
 #include "frontierwidget.h"
 #include "inspectorwidget.h"
@@ -251,6 +252,7 @@ void MainWindow::createViews()
     m_frontier = new FrontierWidget(m_doc, m_jobs);
     m_inspector = new InspectorWidget(m_doc);
     m_tryIt = new TryItWidget(m_doc, m_jobs);
+    m_distill = new DistillationWidget(m_doc, m_jobs);
     m_jobsView = new JobsWidget(m_jobs);
     struct View { QWidget *widget; QString title; const char *name; Qt::DockWidgetArea area; };
     const View views[] = {
@@ -259,6 +261,7 @@ void MainWindow::createViews()
         {m_assignment, tr("Bit-width Assignment"), "assignment", Qt::BottomDockWidgetArea},
         {m_inspector, tr("Layer Inspector"), "inspector", Qt::BottomDockWidgetArea},
         {m_tryIt, tr("Try It"), "tryit", Qt::BottomDockWidgetArea},
+        {m_distill, tr("Distillation"), "distill", Qt::BottomDockWidgetArea},
         {m_jobsView, tr("Jobs"), "jobs", Qt::BottomDockWidgetArea},
     };
     QDockWidget *firstRight = nullptr, *firstBottom = nullptr;
@@ -296,7 +299,7 @@ void MainWindow::createViews()
 QStringList MainWindow::viewNames()
 {
     return {QStringLiteral("model"), QStringLiteral("sensitivity"), QStringLiteral("assignment"), QStringLiteral("frontier"),
-            QStringLiteral("inspector"), QStringLiteral("tryit"), QStringLiteral("jobs")};
+            QStringLiteral("inspector"), QStringLiteral("tryit"), QStringLiteral("distill"), QStringLiteral("jobs")};
 }
 
 QWidget *MainWindow::viewWidget(const QString &name) const

@@ -36,6 +36,7 @@ class ModelSummaryWidget;
 class ProjectDocument;
 class SensitivityWidget;
 class TryItWidget;
+class DistillationWidget;
 struct SweepSpec;
 
 class MainWindow : public QMainWindow
@@ -110,6 +111,7 @@ public:
     FrontierWidget *frontierView() const { return m_frontier; }
     InspectorWidget *inspectorView() const { return m_inspector; }
     TryItWidget *tryItView() const { return m_tryIt; }
+    DistillationWidget *distillationView() const { return m_distill; }
     JobsWidget *jobsView() const { return m_jobsView; }
 
     LayerBrowserWidget *layerBrowser() const { return m_layers; }
@@ -173,6 +175,7 @@ private:
     FrontierWidget *m_frontier = nullptr;
     InspectorWidget *m_inspector = nullptr;
     TryItWidget *m_tryIt = nullptr;
+    DistillationWidget *m_distill = nullptr;
     JobsWidget *m_jobsView = nullptr;
     QList<QDockWidget *> m_viewDocks;
     QMenu *m_recentMenu = nullptr;

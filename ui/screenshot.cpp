@@ -2,6 +2,7 @@
 #include "screenshot.h"
 
 #include "assignmentwidget.h"
+#include "distillationwidget.h"
 #include "frontierwidget.h"
 #include "inspectorwidget.h"
 #include "jobmanager.h"
@@ -88,6 +89,23 @@ core::Expected<void> prepareScreenshot(MainWindow &window, const QString &view)
         Job *gen = window.tryItView()->run();
         if (!waitForJob(gen))
             return core::unexpected(jobError(gen));
+    }
+    if (view == QLatin1String("distill")) {
+        // A short real run on the current recipe's compressed model (a few seconds): the curves,
+        // the validation points and the result line are the engine's.
+        DistillationWidget *d = window.distillationView();
+        DistillationWidget::Settings s;
+        s.student = QStringLiteral("recipe");
+        s.steps = 16;
+        s.learningRate = 3e-4;
+        s.batch = 2;
+        s.ctx = 64;
+        s.evalEvery = 4;
+        s.valWindows = 8;
+        d->setSettings(s);
+        Job *run = d->start();
+        if (!waitForJob(run, 300000))
+            return core::unexpected(jobError(run));
     }
     if (view == QLatin1String("jobs")) {
         // One job still running, so the view shows progress, elapsed and remaining time.

@@ -8,8 +8,14 @@
 #include "core/sdk/techniqueregistry.h"
 #include "core/transformer.h"
 
+#include "core/layerassignment.h"   // assignableLayers
+
+#include <QDir>
 #include <QElapsedTimer>
 #include <QFileInfo>
+#include <QTemporaryDir>
+
+#include <cmath>
 
 namespace bitsmith::ui {
 
@@ -236,6 +242,121 @@ core::Expected<TryItResult> tryRecipe(std::shared_ptr<const core::Model> model, 
     r.seconds = static_cast<double>(timer.elapsed()) / 1000.0;
     feedback.setProgress(1.0);
     return r;
+}
+
+core::Expected<DistillOutcome> runDistillation(std::shared_ptr<const core::Model> teacher, const DistillSpec &spec,
+                                               core::Feedback &feedback,
+                                               const std::function<void(const core::train::DistillProgress &)> &onProgress)
+{
+    namespace train = core::train;
+    const QString trainPath = modelText(*teacher, spec.trainText, "calib.txt");
+    if (trainPath.isEmpty())
+        return core::unexpected(noText("calib.txt"));
+    const QString evalPath = modelText(*teacher, spec.evalText, "eval.txt");
+    if (evalPath.isEmpty())
+        return core::unexpected(noText("eval.txt"));
+    const bool fromRecipe = spec.student == QLatin1String("recipe");
+    // 0–15 %: the student; 15–95 %: training; 95–100 %: saving and measuring.
+    std::shared_ptr<core::Model> studentModel;
+    double compressedBpw = 0;
+    core::Expected<train::TrainModel> tm = core::unexpected(core::Error{});
+    if (fromRecipe) {
+        core::TechniqueRegistry registry;
+        auto calib = calibrationFor(*teacher, spec.recipe, registry);
+        if (!calib)
+            return core::unexpected(calib.error());
+        feedback.setStatus(QStringLiteral("compressing the student"));
+        SubFeedback sub(feedback, 0.0, 0.15);
+        auto compressed = core::compressModel(*teacher, spec.recipe, registry, *calib, &sub);
+        if (!compressed)
+            return core::unexpected(compressed.error());
+        studentModel = compressed->model;
+        compressedBpw = compressed->effectiveBitsPerWeight;
+        tm = train::TrainModel::fromModel(*studentModel);
+    } else {
+        tm = train::TrainModel::architectureStudent(*teacher, spec.student, spec.options.seed);
+    }
+    if (!tm)
+        return core::unexpected(tm.error());
+    if (auto ok = train::checkStudentSavable(*tm, *teacher); !ok)
+        return core::unexpected(ok.error());
+    auto trainIds = core::tokenizeTextFile(*teacher, trainPath);
+    if (!trainIds)
+        return core::unexpected(trainIds.error());
+    auto evalIds = core::tokenizeTextFile(*teacher, evalPath);
+    if (!evalIds)
+        return core::unexpected(evalIds.error());
+    auto d = train::Distiller::create(teacher, std::move(*tm), std::move(*trainIds), *evalIds, spec.options);
+    if (!d)
+        return core::unexpected(d.error());
+    DistillOutcome out;
+    feedback.setStatus(QStringLiteral("validation before training"));
+    const double teacherVal = (*d)->teacherValidationLoss();
+    const double before = (*d)->validationLoss();
+    out.teacherPerplexity = std::exp(teacherVal);
+    out.perplexityBefore = std::exp(before);
+    // The Distiller reports progress as steps / total: map it into 15–95 %.
+    SubFeedback trainFeedback(feedback, 0.15, 0.95);
+    auto ran = (*d)->run(&trainFeedback, [&](const train::DistillProgress &p) {
+        trainFeedback.sync();
+        if (onProgress)
+            onProgress(p);
+        trainFeedback.sync(); // a cancel while paused is seen before the next step
+    });
+    if (!ran)
+        return core::unexpected(ran.error());
+    const auto &history = (*d)->history();
+    const double after = !history.empty() && std::isfinite(history.back().valLoss) ? history.back().valLoss
+                                                                                   : (*d)->validationLoss();
+    out.perplexityAfter = std::exp(after);
+    out.steps = (*d)->step();
+
+    feedback.setStatus(QStringLiteral("saving and measuring the student"));
+    QTemporaryDir tmp;
+    if (!tmp.isValid())
+        return core::unexpected(core::fail(core::ErrorCode::Io, QStringLiteral("cannot create a temporary folder")));
+    const QString folder = QDir(tmp.path()).filePath(QStringLiteral("student"));
+    auto saved = studentModel ? train::saveStudent((*d)->student(), *studentModel, *teacher, folder)
+                              : train::saveDenseStudent((*d)->student(), teacher->folder(), folder);
+    if (!saved)
+        return core::unexpected(saved.error());
+    auto loaded = core::Model::load(folder);
+    if (!loaded)
+        return core::unexpected(loaded.error());
+    std::shared_ptr<const core::Model> distilled = std::move(*loaded);
+    core::Transformer reference(teacher, core::LinearBackend::Eigen);
+    core::Transformer candidate(distilled, core::LinearBackend::Eigen);
+    core::EvalOptions eo;
+    eo.ctx = std::min(128, teacher->config().maxPositions);
+    eo.maxWindows = spec.measureWindows;
+    auto cmp = core::compareModels(reference, candidate, *evalIds, eo, &feedback);
+    if (!cmp)
+        return core::unexpected(cmp.error());
+
+    core::MeasuredPoint &p = out.point;
+    p.kind = QStringLiteral("distilled");
+    p.kl = cmp->meanKl;
+    p.deltaLoss = cmp->candidate.meanNll - cmp->reference.meanNll;
+    p.perplexity = cmp->candidate.perplexity;
+    if (fromRecipe) {
+        p.label = QStringLiteral("distilled %1 bit").arg(spec.recipeBitsPerWeight, 0, 'f', 2);
+        p.bytes = spec.recipeBytes;
+        p.bitsPerWeight = spec.recipeBitsPerWeight;
+        p.predicted = spec.recipePredicted;
+        p.recipe = spec.recipe;
+        out.compressedBitsPerWeight = compressedBpw;
+    } else {
+        double params = 0;
+        for (const core::AssignableLayer &l : core::assignableLayers(*distilled))
+            if (!l.isHead) // the document's compressible layers are the blocks' linears
+                params += static_cast<double>(l.parameters());
+        p.label = QStringLiteral("distilled %1").arg(spec.student);
+        p.bytes = params * spec.denseBytesPerParameter;
+        p.bitsPerWeight = spec.teacherParameters > 0 ? 8.0 * p.bytes / spec.teacherParameters : 0.0;
+        p.predicted = 0.0; // no prediction for an architecture change
+    }
+    feedback.setProgress(1.0);
+    return out;
 }
 
 } // namespace bitsmith::ui

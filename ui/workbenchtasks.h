@@ -67,3 +67,47 @@ core::Expected<TryItResult> tryRecipe(std::shared_ptr<const core::Model> model, 
                                       const QString &prompt, int maxTokens, core::Feedback &feedback);
 
 } // namespace bitsmith::ui
+
+// ---- distillation (issue 8) ----
+#include "core/train/distill.h" // DistillOptions, DistillProgress
+
+namespace bitsmith::ui {
+
+struct DistillSpec
+{
+    // "recipe": the current recipe's compressed model (trained quantization-aware on its frozen
+    // grids, zeros kept); otherwise an architecture change of the teacher (core/train/trainmodel.h),
+    // e.g. "layers:every-other" or "mlp:0.5".
+    QString student = QStringLiteral("recipe");
+    core::Recipe recipe;          // used when student == "recipe"
+    core::train::DistillOptions options;
+    QString trainText;            // "" = the model folder's calib.txt
+    QString evalText;             // "" = the model folder's eval.txt (validation and the final measurement)
+    int measureWindows = 4;       // windows of min(128, max positions) tokens for the final KL / perplexity
+    // The frontier's x axis is bits per weight of the teacher's compressible layers; for an
+    // architecture student stored in the teacher's format, its blocks' linear parameters × this.
+    double denseBytesPerParameter = 2.0;
+    double teacherParameters = 0; // compressible parameters of the teacher (the document's totals)
+    double recipeBytes = 0, recipeBitsPerWeight = 0, recipePredicted = 0; // the recipe's totals
+};
+
+struct DistillOutcome
+{
+    core::MeasuredPoint point;      // kind "distilled": size and measured KL / perplexity
+    double teacherPerplexity = 0;   // validation perplexity (ctx of the run) of the teacher
+    double perplexityBefore = 0;    // the student's before training
+    double perplexityAfter = 0;     // and after
+    double compressedBitsPerWeight = 0;
+    int steps = 0;
+};
+
+// Builds the student (compressing with the recipe when asked), distils it from `teacher` with
+// core::train::Distiller, writes it to a temporary folder with saveStudent / saveDenseStudent,
+// reloads it and measures it against the teacher (KL and perplexity on the evaluation text).
+// `onProgress` runs on the worker thread after each step (the Distiller's per-step callback;
+// it may block, e.g. to pause). Cancellation through `feedback` returns ErrorCode::Cancelled.
+core::Expected<DistillOutcome> runDistillation(std::shared_ptr<const core::Model> teacher, const DistillSpec &spec,
+                                               core::Feedback &feedback,
+                                               const std::function<void(const core::train::DistillProgress &)> &onProgress);
+
+} // namespace bitsmith::ui
