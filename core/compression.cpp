@@ -1,5 +1,6 @@
 // compression.cpp: the block-by-block compression engine.
 #include "compression.h"
+#include "core/outputfolder.h" // staged folder writes
 
 #include "core/calibration.h"
 #include "core/sdk/techniqueregistry.h"
@@ -438,20 +439,16 @@ Expected<void> writeCompressedModel(const CompressionResult &result, const Model
 {
     const Model &m = *result.model;
     const QDir srcDir(source.folder());
-    const QString finalDir = QDir(outDir).absolutePath();
-    if (QFileInfo(finalDir).exists() && !QFileInfo(finalDir).isDir())
-        return unexpected(fail(ErrorCode::Io, QStringLiteral("the output path exists and is not a folder")).inFile(finalDir));
-    const QString tmpDir = finalDir + QStringLiteral(".partial");
-    QDir(tmpDir).removeRecursively();
-    if (!QDir().mkpath(tmpDir))
-        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot create the output folder")).inFile(tmpDir));
-    const QDir out(tmpDir);
+    auto staged = beginOutputFolder(outDir);
+    if (!staged)
+        return unexpected(staged.error());
+    const QDir out(staged->tmpDir);
 
     // config.json: the source's, plus quantization_config describing every quantized layer.
-    QFile cfgFile(srcDir.filePath(QStringLiteral("config.json")));
-    if (!cfgFile.open(QIODevice::ReadOnly))
-        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot read the source config.json")).inFile(cfgFile.fileName()));
-    QJsonObject cfg = QJsonDocument::fromJson(cfgFile.readAll()).object();
+    auto sourceConfig = readConfigJson(source.folder());
+    if (!sourceConfig)
+        return unexpected(sourceConfig.error());
+    QJsonObject cfg = *sourceConfig;
     QJsonObject layers;
     for (const QuantizedLayer &q : m.quantizedLayers()) {
         const QString base = q.tensor.chopped(7); // without ".weight"
@@ -562,16 +559,7 @@ Expected<void> writeCompressedModel(const CompressionResult &result, const Model
         return ok;
 
     // Swap into place: an existing output folder is replaced only once the new one is complete.
-    if (QFileInfo::exists(finalDir)) {
-        const QString old = finalDir + QStringLiteral(".old");
-        QDir(old).removeRecursively();
-        if (!QDir().rename(finalDir, old))
-            return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot replace the existing output folder")).inFile(finalDir));
-        QDir(old).removeRecursively();
-    }
-    if (!QDir().rename(tmpDir, finalDir))
-        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot move the finished model into place")).inFile(finalDir));
-    return {};
+    return finishOutputFolder(*staged);
 }
 
 } // namespace bitsmith::core

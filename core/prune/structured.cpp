@@ -1,5 +1,6 @@
 // structured.cpp: importance scores, the pruning plan and the rewriting of a smaller model folder.
 #include "structured.h"
+#include "core/outputfolder.h" // staged folder writes
 
 #include "core/safetensors.h"
 #include "core/transformer.h"
@@ -197,19 +198,15 @@ Expected<QJsonObject> writeStructuredModel(const Model &model, const StructuredP
     if (static_cast<int>(plan.keptHeads.size()) != c.numLayers)
         return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("the pruning plan does not match the model")));
     const QDir srcDir(model.folder());
-    const QString finalDir = QDir(outDir).absolutePath();
-    if (QFileInfo(finalDir).exists() && !QFileInfo(finalDir).isDir())
-        return unexpected(fail(ErrorCode::Io, QStringLiteral("the output path exists and is not a folder")).inFile(finalDir));
-    const QString tmpDir = finalDir + QStringLiteral(".partial");
-    QDir(tmpDir).removeRecursively();
-    if (!QDir().mkpath(tmpDir))
-        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot create the output folder")).inFile(tmpDir));
-    const QDir out(tmpDir);
+    auto staged = beginOutputFolder(outDir);
+    if (!staged)
+        return unexpected(staged.error());
+    const QDir out(staged->tmpDir);
 
-    QFile cfgFile(srcDir.filePath(QStringLiteral("config.json")));
-    if (!cfgFile.open(QIODevice::ReadOnly))
-        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot read the source config.json")).inFile(cfgFile.fileName()));
-    QJsonObject cfg = QJsonDocument::fromJson(cfgFile.readAll()).object();
+    auto sourceConfig = readConfigJson(model.folder());
+    if (!sourceConfig)
+        return unexpected(sourceConfig.error());
+    QJsonObject cfg = *sourceConfig;
     const int newHeads = plan.kvHeads * plan.headsPerKvGroup;
     const int newInter = static_cast<int>(plan.keptNeurons.front().size());
     cfg.insert(QStringLiteral("num_attention_heads"), newHeads);
@@ -311,15 +308,8 @@ Expected<QJsonObject> writeStructuredModel(const Model &model, const StructuredP
                        {QStringLiteral("blocks"), blocks}};
     if (auto ok = writeFileAtomic(out.filePath(QStringLiteral("report.json")), QJsonDocument(report).toJson(QJsonDocument::Indented)); !ok)
         return unexpected(ok.error());
-    if (QFileInfo::exists(finalDir)) {
-        const QString old = finalDir + QStringLiteral(".old");
-        QDir(old).removeRecursively();
-        if (!QDir().rename(finalDir, old))
-            return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot replace the existing output folder")).inFile(finalDir));
-        QDir(old).removeRecursively();
-    }
-    if (!QDir().rename(tmpDir, finalDir))
-        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot move the finished model into place")).inFile(finalDir));
+    if (auto ok = finishOutputFolder(*staged); !ok)
+        return unexpected(ok.error());
     return report;
 }
 

@@ -1,6 +1,7 @@
 // distill.cpp: the distillation loop, its losses, checkpoints and the writing of students
 // (see distill.h).
 #include "distill.h"
+#include "core/outputfolder.h" // staged folder writes
 
 #include "core/compression.h" // writeCompressedModel, CompressionResult
 #include "core/random.h"      // splitmix64
@@ -471,32 +472,18 @@ Expected<void> copyTokenizerFiles(const QString &from, const QString &to)
     return {};
 }
 
-Expected<void> swapIntoPlace(const QString &tmpDir, const QString &finalDir)
-{
-    if (QFileInfo::exists(finalDir)) {
-        const QString old = finalDir + QStringLiteral(".old");
-        QDir(old).removeRecursively();
-        if (!QDir().rename(finalDir, old))
-            return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot replace the existing output folder")).inFile(finalDir));
-        QDir(old).removeRecursively();
-    }
-    if (!QDir().rename(tmpDir, finalDir))
-        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot move the finished model into place")).inFile(finalDir));
-    return {};
-}
 } // namespace
 
 Expected<void> saveDenseStudent(const TrainModel &student, const QString &configSourceFolder, const QString &outDir)
 {
-    const QString finalDir = QDir(outDir).absolutePath();
-    const QString tmpDir = finalDir + QStringLiteral(".partial");
-    QDir(tmpDir).removeRecursively();
-    if (!QDir().mkpath(tmpDir))
-        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot create the output folder")).inFile(tmpDir));
-    QFile cfgFile(QDir(configSourceFolder).filePath(QStringLiteral("config.json")));
-    if (!cfgFile.open(QIODevice::ReadOnly))
-        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot read config.json")).inFile(cfgFile.fileName()));
-    QJsonObject cfg = QJsonDocument::fromJson(cfgFile.readAll()).object();
+    auto staged = beginOutputFolder(outDir);
+    if (!staged)
+        return unexpected(staged.error());
+    const QString tmpDir = staged->tmpDir;
+    auto sourceConfig = readConfigJson(configSourceFolder);
+    if (!sourceConfig)
+        return unexpected(sourceConfig.error());
+    QJsonObject cfg = *sourceConfig;
     cfg.remove(QStringLiteral("quantization_config"));
     cfg.insert(QStringLiteral("num_hidden_layers"), student.config().numLayers);
     cfg.insert(QStringLiteral("intermediate_size"), student.config().intermediateSize);
@@ -519,7 +506,7 @@ Expected<void> saveDenseStudent(const TrainModel &student, const QString &config
         return ok;
     if (auto ok = copyTokenizerFiles(configSourceFolder, tmpDir); !ok)
         return ok;
-    return swapIntoPlace(tmpDir, finalDir);
+    return finishOutputFolder(*staged);
 }
 
 Expected<void> checkStudentSavable(const TrainModel &student, const Model &denseSource)
