@@ -18,7 +18,8 @@ OUT=${OUT_DIR:-out}
 mkdir -p "$OUT"
 CLI="$BUILD_DIR/app/cli/bitsmith-cli"
 echo "No display: running the main job headless on '$MODEL'; results go to $OUT/"
-"$CLI" info "$MODEL" | tee "$OUT/info.txt" | head -8
+"$CLI" info "$MODEL" >"$OUT/info.txt"
+head -8 "$OUT/info.txt"
 "$CLI" info "$MODEL" --json >"$OUT/info.json"
 "$CLI" eval "$MODEL" --text resources/models/default/eval.txt --ctx 256 --json | tee "$OUT/eval.json"
 "$CLI" generate "$MODEL" --prompt "In the beginning" --max-tokens 60 --temperature 0.8 --seed 1 | tee "$OUT/sample.txt"
