@@ -161,7 +161,7 @@ int main(int argc, char **argv)
     if (parser.isSet(screenshotOption)) {
         if (screenshotPath.isEmpty()) {
             printError(QStringLiteral("--screenshot needs a file name"),
-                       QStringLiteral("HINT: --screenshot docs/screenshot.png"));
+                       QStringLiteral("HINT: --screenshot docs/screenshots/workbench.png"));
             return 2;
         }
         // No dialogs in batch mode: a failed load is one line on stderr and a non-zero exit.
