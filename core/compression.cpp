@@ -3,6 +3,7 @@
 #include "core/outputfolder.h" // staged folder writes
 
 #include "core/calibration.h"
+#include "core/memory.h"
 #include "core/sdk/techniqueregistry.h"
 #include "core/transformer.h"
 
@@ -72,7 +73,7 @@ public:
         double num = 0, den = 0;
         for (std::int64_t r = 0; r < weights.rows; ++r)
             for (std::int64_t c = 0; c < weights.cols; ++c) {
-                const double w = before.data[r * weights.cols + c];
+                const double w = before.data()[r * weights.cols + c];
                 const double d = w - weights.value(r, c);
                 num += d * d;
                 den += w * w;
@@ -100,7 +101,7 @@ public:
         report.parameters = before.rows * before.cols;
         double num = 0, den = 0;
         for (std::size_t i = 0; i < weights.size(); ++i) {
-            const double w = before.data[i];
+            const double w = before.data()[i];
             const double d = w - weights[i];
             num += d * d;
             den += w * w;
@@ -172,8 +173,47 @@ Expected<bool> recipeNeedsCalibration(const Recipe &recipe, const Model &model, 
     return false;
 }
 
+Expected<std::int64_t> estimateCompressionMemory(const Model &source, const Recipe &recipe, const TechniqueRegistry &registry,
+                                                 const std::vector<std::vector<std::int32_t>> &calibration)
+{
+    auto plan = makePlan(recipe, source, registry);
+    if (!plan)
+        return unexpected(plan.error());
+    const ModelConfig &cfg = source.config();
+    bool needCalibration = false;
+    for (const auto &[id, t] : plan->techniques)
+        needCalibration = needCalibration || t->needsCalibration();
+    // One block's targeted weights in f32 (+ a technique's copy of the largest one), the packed
+    // results of all layers, and with calibration: the hidden states, one block's activations,
+    // and the statistics of the widest input (two double matrices plus the technique's own).
+    std::map<int, std::int64_t> blockParams;
+    std::int64_t largest = 0, packed = 0, widest = 0;
+    for (const ResolvedLayer &l : plan->layers) {
+        blockParams[l.block] += l.rows * l.cols;
+        largest = std::max(largest, l.rows * l.cols);
+        widest = std::max(widest, l.cols);
+        packed += l.rows * l.cols * std::max(1, l.settings.format.bits) / 8 + l.rows * l.cols / 16;
+    }
+    std::int64_t block = 0;
+    for (const auto &[b, n] : blockParams)
+        block = std::max(block, n);
+    std::int64_t need = 4 * (block + largest) + packed + (std::int64_t(64) << 20);
+    if (needCalibration) {
+        std::int64_t tokens = 0, longest = 0;
+        for (const auto &seq : calibration) {
+            tokens += static_cast<std::int64_t>(seq.size());
+            longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(seq.size()));
+        }
+        need += tokens * cfg.hiddenSize * 4 * 2;
+        need += longest * (cfg.intermediateSize * 3 + cfg.hiddenSize * 6) * 4 + longest * longest * cfg.numHeads * 4;
+        need += 3 * widest * widest * 8;
+    }
+    return need;
+}
+
 Expected<CompressionResult> compressModel(const Model &source, const Recipe &recipe, const TechniqueRegistry &registry,
-                                          const std::vector<std::vector<std::int32_t>> &calibration, Feedback *feedback)
+                                          const std::vector<std::vector<std::int32_t>> &calibration, Feedback *feedback,
+                                          const QString &spillFile)
 {
     QElapsedTimer timer;
     timer.start();
@@ -191,11 +231,24 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
 
     CompressionResult result;
     result.recipe = recipe;
-    result.model = source.cloneMutable();
+    // A working copy over the source's mapped weights: a block's tensors get f32 buffers while it
+    // is compressed, and are then kept packed (or in their stored dtype, when pruned) and the f32
+    // released, so the job holds one block in f32 at a time.
+    result.model = source.workingCopy();
     Model &work = *result.model;
     const ModelConfig &cfg = work.config();
-    // Eigen kernels read the working copy's weights on every call, so they see every edit the
-    // techniques make (oneDNN's keep a reordered copy).
+    if (!spillFile.isEmpty())
+        if (auto ok = work.setSpillFile(spillFile); !ok)
+            return unexpected(ok.error());
+    if (auto need = estimateCompressionMemory(source, recipe, registry, calibration); !need)
+        return unexpected(need.error());
+    else if (auto ok = checkMemory(*need, QStringLiteral("compression"),
+                                   QStringLiteral("use fewer or shorter calibration sequences (--calib-samples, --calib-length), "
+                                                  "or a machine with more memory"));
+             !ok)
+        return unexpected(ok.error());
+    // Eigen kernels read the working copy's weights on every call (through their slots), so they
+    // see every edit the techniques make.
     Transformer tf(result.model, LinearBackend::Eigen);
     Sink sink(work, result);
     CallbackFeedback silent;
@@ -245,7 +298,7 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
                 t.weight = work.mutableWeight(l.tensor);
                 t.rows = l.rows;
                 t.cols = l.cols;
-                t.bias = work.weight(l.name + QStringLiteral(".bias")).data;
+                t.bias = work.weight(l.name + QStringLiteral(".bias")).data();
                 t.settings = l.settings;
                 group.layers.push_back(t);
             }
@@ -304,6 +357,12 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
         if (needCalibration)
             for (auto &h : hidden)
                 runBlockOn(block, h, nullptr);
+        // the block is done: keep its results packed / in their stored dtype, drop its f32
+        for (const WeightInfo &w : work.weights())
+            if (w.block == block) {
+                work.finishEditing(w.name);
+                work.releaseF32(w.name);
+            }
     }
 
     // The head, when targeted: its input is the final norm's output.
@@ -334,7 +393,7 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
             for (const auto &h : hidden) {
                 const auto t = static_cast<std::int64_t>(h.size()) / cfg.hiddenSize;
                 std::vector<float> xn(h.size());
-                rmsNorm(h.data(), work.finalNorm().data, t, cfg.hiddenSize, static_cast<float>(cfg.rmsNormEps), xn.data());
+                rmsNorm(h.data(), work.finalNorm().data(), t, cfg.hiddenSize, static_cast<float>(cfg.rmsNormEps), xn.data());
                 stats->add(xn.data(), t);
             }
             group.calibration = stats.get();
@@ -435,7 +494,8 @@ QJsonObject compressionReportJson(const CompressionResult &result, const Model &
     return reportJson(result, source);
 }
 
-Expected<void> writeCompressedModel(const CompressionResult &result, const Model &source, const QString &outDir)
+Expected<void> writeCompressedModel(const CompressionResult &result, const Model &source, const QString &outDir,
+                                    Feedback *feedback)
 {
     const Model &m = *result.model;
     const QDir srcDir(source.folder());
@@ -450,14 +510,19 @@ Expected<void> writeCompressedModel(const CompressionResult &result, const Model
         return unexpected(sourceConfig.error());
     QJsonObject cfg = *sourceConfig;
     QJsonObject layers;
+    std::map<QString, double> sparsity; // as computed while compressing: the loader need not read the codes
+    for (const WeightInfo &w : m.weights())
+        sparsity[w.name] = w.sparsity;
     for (const QuantizedLayer &q : m.quantizedLayers()) {
         const QString base = q.tensor.chopped(7); // without ".weight"
-        layers.insert(base, QJsonObject{{QStringLiteral("bits"), q.weights.format.bits},
-                                        {QStringLiteral("group_size"), q.weights.format.groupSize},
-                                        {QStringLiteral("sym"), q.weights.format.symmetric},
-                                        {QStringLiteral("act_order"), !q.weights.groupIndex.empty()},
-                                        {QStringLiteral("execution"), q.execution == Execution::W8A8 ? QStringLiteral("w8a8")
-                                                                                                      : QStringLiteral("weight-only")}});
+        QJsonObject layer{{QStringLiteral("bits"), q.format().bits},
+                          {QStringLiteral("group_size"), q.format().groupSize},
+                          {QStringLiteral("sym"), q.format().symmetric},
+                          {QStringLiteral("act_order"), q.actOrder()},
+                          {QStringLiteral("execution"), q.execution == Execution::W8A8 ? QStringLiteral("w8a8") : QStringLiteral("weight-only")}};
+        if (const double sp = sparsity[q.tensor]; sp >= 0)
+            layer.insert(QStringLiteral("sparsity"), sp);
+        layers.insert(base, layer);
     }
     // Only when something is quantized: a pruned-only folder stays a plain Hugging Face checkpoint.
     if (!m.quantizedLayers().empty())
@@ -468,80 +533,64 @@ Expected<void> writeCompressedModel(const CompressionResult &result, const Model
     if (auto ok = writeFileAtomic(out.filePath(QStringLiteral("config.json")), QJsonDocument(cfg).toJson()); !ok)
         return ok;
 
-    // model.safetensors: tensors in the source's order.
-    std::vector<std::vector<std::byte>> storage;
+    // model.safetensors: tensors in the source's order, each produced when the writer reaches it
+    // (packed codes straight from the packed layer, edited tensors from their current values).
     std::vector<TensorToWrite> tensors;
-    auto keep = [&](std::vector<std::byte> bytes) -> std::span<const std::byte> {
-        storage.push_back(std::move(bytes));
-        return storage.back();
+    auto produced = [&tensors](QString name, DType type, std::vector<std::int64_t> shape, std::size_t nbytes,
+                               std::function<std::vector<std::byte>()> make) {
+        TensorToWrite t{std::move(name), type, std::move(shape), {}, nbytes, {}};
+        t.produce = [make = std::move(make)]() -> Expected<std::vector<std::byte>> { return make(); };
+        tensors.push_back(std::move(t));
     };
-    storage.reserve(8 * source.files().tensors().size());
     for (const TensorRecord *rec : source.files().tensors()) {
         const QuantizedLayer *q = m.quantizedLayer(rec->name);
         if (q) {
-            auto packed = PackedWeights::pack(q->weights);
-            if (!packed)
-                return unexpected(std::move(packed.error()).forTensor(rec->name));
+            const std::shared_ptr<const PackedWeights> packed = q->packed;
             const QString base = rec->name.chopped(7);
             const std::int64_t rows = packed->rows(), groups = packed->groupsPerRow();
             const auto codes = packed->packedCodes();
             tensors.push_back({base + QStringLiteral(".qweight"), DType::U8, {rows, packed->rowBytes()},
-                               keep(std::vector<std::byte>(reinterpret_cast<const std::byte *>(codes.data()),
-                                                           reinterpret_cast<const std::byte *>(codes.data() + codes.size())))});
-            std::vector<std::byte> scales(packed->scales().size() * 2);
-            for (std::size_t i = 0; i < packed->scales().size(); ++i) {
-                const std::uint16_t h = floatToHalf(packed->scales()[i]);
-                std::memcpy(scales.data() + 2 * i, &h, 2);
-            }
-            tensors.push_back({base + QStringLiteral(".scales"), DType::F16, {rows, groups}, keep(std::move(scales))});
-            if (!q->weights.format.symmetric) {
-                std::vector<std::byte> zeros(packed->zeros().size());
-                for (std::size_t i = 0; i < zeros.size(); ++i)
-                    zeros[i] = static_cast<std::byte>(static_cast<std::uint8_t>(packed->zeros()[i]));
-                tensors.push_back({base + QStringLiteral(".qzeros"), DType::U8, {rows, groups}, keep(std::move(zeros))});
-            }
+                               std::as_bytes(std::span<const std::uint8_t>(codes.data(), codes.size())), 0, {}});
+            produced(base + QStringLiteral(".scales"), DType::F16, {rows, groups}, packed->scales().size() * 2, [packed] {
+                std::vector<std::byte> scales(packed->scales().size() * 2);
+                for (std::size_t i = 0; i < packed->scales().size(); ++i) {
+                    const std::uint16_t h = floatToHalf(packed->scales()[i]);
+                    std::memcpy(scales.data() + 2 * i, &h, 2);
+                }
+                return scales;
+            });
+            if (!packed->format().symmetric)
+                produced(base + QStringLiteral(".qzeros"), DType::U8, {rows, groups}, packed->zeros().size(), [packed] {
+                    std::vector<std::byte> zeros(packed->zeros().size());
+                    for (std::size_t i = 0; i < zeros.size(); ++i)
+                        zeros[i] = static_cast<std::byte>(static_cast<std::uint8_t>(packed->zeros()[i]));
+                    return zeros;
+                });
             if (packed->actOrder()) {
                 const auto &gi = packed->groupIndex();
-                std::vector<std::byte> idx(gi.size() * 4);
-                std::memcpy(idx.data(), gi.data(), idx.size());
-                tensors.push_back({base + QStringLiteral(".g_idx"), DType::I32, {static_cast<std::int64_t>(gi.size())}, keep(std::move(idx))});
+                tensors.push_back({base + QStringLiteral(".g_idx"), DType::I32, {static_cast<std::int64_t>(gi.size())},
+                                   std::as_bytes(std::span<const std::int32_t>(gi.data(), gi.size())), 0, {}});
             }
             continue;
         }
-        if (m.isPruned(rec->name) && !result.modifiedTensors.count(rec->name)) {
-            // In the stored dtype: Model::setPruned rounded the values to it, so this is exact
-            // (other float types are written as f32).
-            const MatrixView v = m.weight(rec->name);
-            const auto n = static_cast<std::size_t>(v.rows * v.cols);
-            const DType type = rec->dtype == DType::BF16 || rec->dtype == DType::F16 ? rec->dtype : DType::F32;
-            std::vector<std::byte> bytes(n * dtypeSize(type));
-            for (std::size_t i = 0; i < n; ++i) {
-                if (type == DType::F32) {
-                    std::memcpy(bytes.data() + 4 * i, &v.data[i], 4);
-                } else {
-                    const std::uint16_t h = type == DType::BF16 ? floatToBf16(v.data[i]) : floatToHalf(v.data[i]);
-                    std::memcpy(bytes.data() + 2 * i, &h, 2);
-                }
-            }
-            tensors.push_back({rec->name, type, rec->shape, keep(std::move(bytes))});
+        const bool modified = result.modifiedTensors.count(rec->name) > 0;
+        if (modified || m.isPruned(rec->name)) {
+            // Pruned: in the stored dtype (Model::setPruned rounded the values to it, so this is
+            // exact; other float types as f32). Modified (smoothing): f32.
+            const DType type = !modified && (rec->dtype == DType::BF16 || rec->dtype == DType::F16) ? rec->dtype : DType::F32;
+            const std::int64_t n = std::max<std::int64_t>(1, rec->numel());
+            produced(rec->name, type, rec->shape, static_cast<std::size_t>(n) * dtypeSize(type),
+                     [&m, name = rec->name, type] { return m.weight(name).toBytes(type); });
             continue;
         }
-        if (result.modifiedTensors.count(rec->name)) {
-            const MatrixView v = m.weight(rec->name);
-            const auto n = static_cast<std::size_t>(v.rows * v.cols);
-            std::vector<std::byte> bytes(n * 4);
-            std::memcpy(bytes.data(), v.data, bytes.size());
-            tensors.push_back({rec->name, DType::F32, rec->shape, keep(std::move(bytes))});
-            continue;
-        }
-        tensors.push_back({rec->name, rec->dtype, rec->shape, std::span<const std::byte>(rec->data, rec->nbytes)});
+        tensors.push_back({rec->name, rec->dtype, rec->shape, std::span<const std::byte>(rec->data, rec->nbytes), 0, {}});
     }
-    if (auto ok = writeSafetensors(out.filePath(QStringLiteral("model.safetensors")), tensors,
-                                   {{QStringLiteral("format"), QStringLiteral("pt")},
-                                    {QStringLiteral("bitsmith"), QStringLiteral("compressed")}});
+    if (auto ok = writeSafetensorsSharded(staged->tmpDir, tensors, kDefaultShardBytes,
+                                          {{QStringLiteral("format"), QStringLiteral("pt")},
+                                           {QStringLiteral("bitsmith"), QStringLiteral("compressed")}},
+                                          feedback);
         !ok)
-        return ok;
-    storage.clear();
+        return unexpected(ok.error());
 
     for (const char *name : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"}) {
         const QString src = srcDir.filePath(QLatin1String(name));

@@ -54,9 +54,17 @@ struct CompressionResult
 
 // `calibration` may be empty when no technique of the recipe needs calibration; otherwise it
 // must hold at least one sequence.
+// The result shares the source's mapped weights: the source must outlive it. Only one block is
+// held in f32 at a time; the packed results stay in memory, or go to `spillFile` when one is given
+// (a file the caller removes once the result is written). Fails with ErrorCode::OutOfMemory before
+// starting when estimateCompressionMemory() is more than the machine has available.
 Expected<CompressionResult> compressModel(const Model &source, const Recipe &recipe, const TechniqueRegistry &registry,
                                           const std::vector<std::vector<std::int32_t>> &calibration,
-                                          Feedback *feedback = nullptr);
+                                          Feedback *feedback = nullptr, const QString &spillFile = {});
+
+// Bytes compressModel() will allocate (besides the mapped weights) for this recipe and calibration.
+Expected<std::int64_t> estimateCompressionMemory(const Model &source, const Recipe &recipe, const TechniqueRegistry &registry,
+                                                 const std::vector<std::vector<std::int32_t>> &calibration);
 
 // Whether any technique the recipe uses on this model needs calibration data.
 Expected<bool> recipeNeedsCalibration(const Recipe &recipe, const Model &model, const TechniqueRegistry &registry);
@@ -66,7 +74,8 @@ Expected<bool> recipeNeedsCalibration(const Recipe &recipe, const Model &model, 
 // changed ones in f32, pruned linears in their stored dtype (zeros included), quantized linears as <name>.qweight / .scales / .qzeros / .g_idx),
 // tokenizer files, recipe.json and report.json. Written to a temporary folder and renamed into
 // place, so a failure never leaves a half-written model.
-Expected<void> writeCompressedModel(const CompressionResult &result, const Model &source, const QString &outDir);
+Expected<void> writeCompressedModel(const CompressionResult &result, const Model &source, const QString &outDir,
+                                    Feedback *feedback = nullptr);
 
 // The report written as report.json (sizes, bits per weight, time, per-layer errors).
 QJsonObject compressionReportJson(const CompressionResult &result, const Model &source);

@@ -35,6 +35,7 @@ QString Error::defaultHint(ErrorCode code)
     case ErrorCode::InvalidArgument: return QStringLiteral("check the option's value; --help lists the valid ones");
     case ErrorCode::Mismatch: return QStringLiteral("the files or settings do not belong together");
     case ErrorCode::Cancelled: return QStringLiteral("the job was cancelled; nothing was written");
+    case ErrorCode::OutOfMemory: return QStringLiteral("use fewer calibration sequences or a shorter context, or close other programs");
     case ErrorCode::Internal: return QStringLiteral("this is a bug in Bitsmith; please report it with the command line");
     }
     return {};
@@ -49,6 +50,7 @@ const char *Error::codeName(ErrorCode code)
     case ErrorCode::InvalidArgument: return "invalid-argument";
     case ErrorCode::Mismatch: return "mismatch";
     case ErrorCode::Cancelled: return "cancelled";
+    case ErrorCode::OutOfMemory: return "out-of-memory";
     case ErrorCode::Internal: return "internal";
     }
     return "internal";

@@ -17,6 +17,7 @@ enum class ErrorCode {
     InvalidArgument, // a parameter or option is out of range or malformed
     Mismatch,        // shapes, names or versions that must agree do not
     Cancelled,       // the user cancelled a long job
+    OutOfMemory,     // the job needs more memory than the machine (or its memory limit) has
     Internal,        // a bug or a failure inside a library (oneDNN, HDF5)
 };
 

@@ -79,6 +79,94 @@ QString Model::resolveFolder(const QString &folderOrName)
     return folderOrName;
 }
 
+// ---- TensorSlot -----------------------------------------------------------------------------
+
+bool TensorSlot::f32InPlace() const
+{
+    return raw && type == DType::F32 && reinterpret_cast<std::uintptr_t>(raw) % alignof(float) == 0;
+}
+
+const float *TensorSlot::f32() const
+{
+    if (f32InPlace())
+        return static_cast<const float *>(raw);
+    if (const float *p = m_ready.load(std::memory_order_acquire))
+        return p;
+    std::lock_guard lock(m_mutex);
+    if (!m_widened) {
+        const auto count = static_cast<std::size_t>(rows * cols);
+        auto buf = std::make_unique_for_overwrite<float[]>(count ? count : 1);
+        rowsToF32(0, rows, buf.get());
+        m_widened = std::move(buf);
+        m_ready.store(m_widened.get(), std::memory_order_release);
+    }
+    return m_widened.get();
+}
+
+void TensorSlot::releaseF32() const
+{
+    std::lock_guard lock(m_mutex);
+    m_ready.store(nullptr, std::memory_order_release);
+    m_widened.reset();
+}
+
+std::int64_t TensorSlot::widenedBytes() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_widened ? rows * cols * 4 : 0;
+}
+
+void TensorSlot::rowsToF32(std::int64_t r0, std::int64_t r1, float *out) const
+{
+    if (r1 <= r0)
+        return;
+    if (raw) {
+        const std::size_t offset = static_cast<std::size_t>(r0 * cols) * dtypeSize(type);
+        convertToFloat(type, static_cast<const std::byte *>(raw) + offset, static_cast<std::size_t>((r1 - r0) * cols), out);
+    } else if (rowFill) {
+        rowFill(r0, r1, out);
+    } else {
+        std::fill_n(out, (r1 - r0) * cols, 0.0f);
+    }
+}
+
+void MatrixView::rowsToF32(std::int64_t r0, std::int64_t r1, float *out) const
+{
+    if (slot)
+        slot->rowsToF32(r0, r1, out);
+    else if (ptr)
+        std::copy_n(ptr + r0 * cols, (r1 - r0) * cols, out);
+}
+
+std::vector<std::byte> MatrixView::toBytes(DType t) const
+{
+    const auto n = static_cast<std::size_t>(rows * cols);
+    std::vector<std::byte> bytes(n * dtypeSize(t));
+    if (slot && slot->raw && slot->type == t) {
+        std::memcpy(bytes.data(), slot->raw, bytes.size());
+        return bytes;
+    }
+    const std::int64_t chunk = std::max<std::int64_t>(1, (std::int64_t(1) << 18) / std::max<std::int64_t>(1, cols));
+    std::vector<float> buf(static_cast<std::size_t>(std::min(chunk, rows) * cols));
+    for (std::int64_t r0 = 0; r0 < rows; r0 += chunk) {
+        const std::int64_t r1 = std::min(rows, r0 + chunk);
+        rowsToF32(r0, r1, buf.data());
+        const auto m = static_cast<std::size_t>((r1 - r0) * cols);
+        std::byte *dst = bytes.data() + static_cast<std::size_t>(r0 * cols) * dtypeSize(t);
+        if (t == DType::F32) {
+            std::memcpy(dst, buf.data(), m * 4);
+            continue;
+        }
+        for (std::size_t i = 0; i < m; ++i) {
+            const std::uint16_t h = t == DType::BF16 ? floatToBf16(buf[i]) : floatToHalf(buf[i]);
+            std::memcpy(dst + 2 * i, &h, 2);
+        }
+    }
+    return bytes;
+}
+
+// ---- statistics -------------------------------------------------------------------------------
+
 std::int64_t Model::totalParameters() const
 {
     std::int64_t n = 0;
@@ -97,20 +185,95 @@ std::int64_t Model::totalStoredBytes() const
 
 namespace {
 
-double zeroFraction(const float *data, std::int64_t count)
+// Exact zeros (+0 and -0) of stored elements, read in place.
+std::int64_t countZeros(DType type, const void *data, std::int64_t count)
 {
+    std::int64_t zeros = 0;
+    if (type == DType::BF16 || type == DType::F16) {
+        const auto *h = static_cast<const std::uint16_t *>(data);
+        for (std::int64_t i = 0; i < count; ++i)
+            zeros += (h[i] & 0x7FFF) == 0;
+    } else if (type == DType::F32) {
+        const auto *f = static_cast<const std::uint32_t *>(data); // byte-wise copy not needed: aligned in practice
+        for (std::int64_t i = 0; i < count; ++i) {
+            std::uint32_t v;
+            std::memcpy(&v, f + i, 4);
+            zeros += (v & 0x7FFFFFFFu) == 0;
+        }
+    } else {
+        std::vector<float> tmp(static_cast<std::size_t>(std::min<std::int64_t>(count, 1 << 16)));
+        for (std::int64_t i = 0; i < count; i += static_cast<std::int64_t>(tmp.size())) {
+            const std::int64_t n = std::min<std::int64_t>(static_cast<std::int64_t>(tmp.size()), count - i);
+            convertToFloat(type, static_cast<const std::byte *>(data) + static_cast<std::size_t>(i) * dtypeSize(type),
+                           static_cast<std::size_t>(n), tmp.data());
+            for (std::int64_t j = 0; j < n; ++j)
+                zeros += tmp[static_cast<std::size_t>(j)] == 0.0f;
+        }
+    }
+    return zeros;
+}
+
+double slotZeroFraction(const TensorSlot &s, const PackedWeights *packed)
+{
+    const std::int64_t count = s.rows * s.cols;
     if (count <= 0)
         return 0.0;
+    if (packed)
+        return packed->zeroFraction();
+    if (s.raw)
+        return static_cast<double>(countZeros(s.type, s.raw, count)) / static_cast<double>(count);
+    // rows on demand: a few rows at a time
+    const std::int64_t step = std::max<std::int64_t>(1, (1 << 18) / std::max<std::int64_t>(s.cols, 1));
+    std::vector<float> buf(static_cast<std::size_t>(step * s.cols));
     std::int64_t zeros = 0;
-    for (std::int64_t i = 0; i < count; ++i)
-        zeros += data[i] == 0.0f;
+    for (std::int64_t r = 0; r < s.rows; r += step) {
+        const std::int64_t r1 = std::min(s.rows, r + step);
+        s.rowsToF32(r, r1, buf.data());
+        for (std::int64_t i = 0; i < (r1 - r) * s.cols; ++i)
+            zeros += buf[static_cast<std::size_t>(i)] == 0.0f;
+    }
     return static_cast<double>(zeros) / static_cast<double>(count);
 }
 
 } // namespace
 
+bool Model::statisticsComputed() const
+{
+    std::lock_guard lock(m_statsMutex);
+    for (const auto &w : m_weights)
+        if (w.sparsity < 0)
+            return false;
+    return true;
+}
+
+Expected<void> Model::computeStatistics(Feedback *feedback) const
+{
+    std::lock_guard lock(m_statsMutex);
+    const double total = static_cast<double>(m_weights.size());
+    double done = 0;
+    for (WeightInfo &w : m_weights) {
+        if (feedback) {
+            if (feedback->isCancelled())
+                return unexpected(fail(ErrorCode::Cancelled, QStringLiteral("statistics cancelled")).inFile(m_folder));
+            feedback->setProgress(done++ / total);
+        }
+        if (w.sparsity >= 0)
+            continue;
+        if (!isLinearRole(w.role)) {
+            w.sparsity = 0.0;
+            continue;
+        }
+        const TensorSlot *s = slot(w.name);
+        const QuantizedLayer *q = quantizedLayer(w.name);
+        w.sparsity = s ? slotZeroFraction(*s, q ? q->packed.get() : nullptr) : 0.0;
+    }
+    return {};
+}
+
 double Model::linearSparsity() const
 {
+    if (!statisticsComputed())
+        (void)computeStatistics();
     double zeros = 0.0, total = 0.0;
     for (const auto &w : m_weights) {
         if (!isLinearRole(w.role))
@@ -119,6 +282,54 @@ double Model::linearSparsity() const
         total += static_cast<double>(w.parameters);
     }
     return total > 0 ? zeros / total : 0.0;
+}
+
+// ---- slots and views --------------------------------------------------------------------------
+
+TensorSlot *Model::newSlot(const QString &name)
+{
+    m_slots.push_back(std::make_unique<TensorSlot>());
+    TensorSlot *s = m_slots.back().get();
+    m_slotIndex[name] = s;
+    return s;
+}
+
+TensorSlot *Model::slotFor(const QString &name)
+{
+    auto it = m_slotIndex.find(name);
+    return it == m_slotIndex.end() ? nullptr : it->second;
+}
+
+const TensorSlot *Model::slot(const QString &name) const
+{
+    auto it = m_slotIndex.find(name);
+    return it == m_slotIndex.end() ? nullptr : it->second;
+}
+
+void Model::releaseF32(const QString &name) const
+{
+    if (const TensorSlot *s = slot(name))
+        s->releaseF32();
+}
+
+void Model::releaseAllF32() const
+{
+    for (const auto &s : m_slots)
+        s->releaseF32();
+}
+
+std::int64_t Model::residentBytes() const
+{
+    std::int64_t n = 0;
+    for (const auto &s : m_slots) {
+        n += s->widenedBytes();
+        if (s->owned)
+            n += s->raw ? s->rows * s->cols * static_cast<std::int64_t>(dtypeSize(s->type)) : 0;
+    }
+    for (const QuantizedLayer &q : m_quantized)
+        if (q.packed)
+            n += q.packed->residentBytes();
+    return n;
 }
 
 MatrixView Model::weight(const QString &name) const
@@ -137,31 +348,49 @@ const QuantizedLayer *Model::quantizedLayer(const QString &tensorName) const
     return nullptr;
 }
 
-std::shared_ptr<Model> Model::cloneMutable() const
+// ---- working copies ---------------------------------------------------------------------------
+
+struct Model::SpillFile
+{
+    QFile file;
+    qint64 size = 0;
+    ~SpillFile() { file.close(); }
+};
+
+std::shared_ptr<Model> Model::workingCopy() const
 {
     std::shared_ptr<Model> m(new Model);
     m->m_folder = m_folder;
     m->m_config = m_config;
     m->m_tokenizer = m_tokenizer;
     m->m_files = m_files;
-    m->m_weights = m_weights;
+    m->m_keepAlive = m_keepAlive;
+    m->m_spill = m_spill;
+    {
+        std::lock_guard lock(m_statsMutex);
+        m->m_weights = m_weights;
+    }
     m->m_quantized = m_quantized;
     m->m_pruned = m_pruned;
     m->m_mutable = true;
-    std::map<const float *, const float *> remap;
+    std::map<const TensorSlot *, const TensorSlot *> remap;
     for (const auto &[name, view] : m_views) {
-        const auto count = static_cast<std::size_t>(view.rows * view.cols);
-        auto buf = std::make_unique_for_overwrite<float[]>(count);
-        std::copy_n(view.data, count, buf.get());
-        MatrixView copy = view;
-        copy.data = buf.get();
-        remap[view.data] = copy.data;
-        m->m_views.emplace_back(name, copy);
-        m->m_owned.push_back(std::move(buf));
+        TensorSlot *copy = m->newSlot(name);
+        const TensorSlot *orig = view.slot;
+        copy->rows = orig->rows;
+        copy->cols = orig->cols;
+        copy->type = orig->type;
+        copy->raw = orig->raw;
+        copy->rowFill = orig->rowFill; // captures of the original read shared, immutable data
+        copy->owned = orig->owned;     // shared ownership: an edit replaces, never writes into, it
+        remap[orig] = copy;
+        MatrixView v = view;
+        v.slot = copy;
+        m->m_views.emplace_back(name, v);
     }
     auto map = [&](MatrixView v) {
-        if (v.data)
-            v.data = remap.at(v.data);
+        if (v.slot)
+            v.slot = remap.at(v.slot);
         return v;
     };
     m->m_embedding = map(m_embedding);
@@ -177,37 +406,164 @@ std::shared_ptr<Model> Model::cloneMutable() const
     return m;
 }
 
+std::shared_ptr<Model> Model::cloneMutable() const
+{
+    std::shared_ptr<Model> m = workingCopy();
+    for (const auto &[name, view] : m->m_views)
+        m->mutableWeight(name);
+    return m;
+}
+
 float *Model::mutableWeight(const QString &name)
 {
     if (!m_mutable)
         return nullptr;
-    return const_cast<float *>(weight(name).data);
+    TensorSlot *s = slotFor(name);
+    if (!s)
+        return nullptr;
+    if (s->owned && s->owned.use_count() == 1 && s->raw == s->owned.get() && s->type == DType::F32)
+        return static_cast<float *>(s->owned.get());
+    const auto count = static_cast<std::size_t>(s->rows * s->cols);
+    std::shared_ptr<float[]> buf(new float[count ? count : 1]);
+    s->rowsToF32(0, s->rows, buf.get());
+    s->releaseF32();
+    s->owned = std::static_pointer_cast<void>(std::shared_ptr<float>(buf, buf.get()));
+    s->raw = buf.get();
+    s->type = DType::F32;
+    s->rowFill = nullptr;
+    return buf.get();
+}
+
+Expected<void> Model::setSpillFile(const QString &path)
+{
+    auto spill = std::make_shared<SpillFile>();
+    spill->file.setFileName(path);
+    if (!spill->file.open(QIODevice::ReadWrite | QIODevice::Truncate))
+        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot create the spill file: %1").arg(spill->file.errorString()))
+                              .inFile(path)
+                              .withHint(QStringLiteral("check free disk space and permissions")));
+    m_spill = std::move(spill);
+    return {};
+}
+
+namespace {
+
+// Appends bytes (and zero padding) to the spill file and maps them back read-only.
+Expected<const std::uint8_t *> appendAndMap(QFile &file, qint64 &size, const std::uint8_t *data, std::size_t n,
+                                            std::size_t padding)
+{
+    const qint64 offset = (size + 4095) / 4096 * 4096;
+    if (!file.seek(offset))
+        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot seek in the spill file")).inFile(file.fileName()));
+    const std::vector<char> zeros(padding, 0);
+    if (file.write(reinterpret_cast<const char *>(data), static_cast<qint64>(n)) != static_cast<qint64>(n)
+        || file.write(zeros.data(), static_cast<qint64>(padding)) != static_cast<qint64>(padding) || !file.flush())
+        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot write the spill file: %1").arg(file.errorString()))
+                              .inFile(file.fileName())
+                              .withHint(QStringLiteral("check free disk space")));
+    size = offset + static_cast<qint64>(n + padding);
+    uchar *p = file.map(offset, static_cast<qint64>(n + padding), QFileDevice::MapPrivateOption);
+    if (!p)
+        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot map the spill file: %1").arg(file.errorString())).inFile(file.fileName()));
+    return reinterpret_cast<const std::uint8_t *>(p);
+}
+
+} // namespace
+
+Expected<std::shared_ptr<const PackedWeights>> Model::spill(PackedWeights packed)
+{
+    if (!m_spill || packed.codesInPlace())
+        return std::make_shared<const PackedWeights>(std::move(packed));
+    const auto codes = packed.packedCodes();
+    auto mapped = appendAndMap(m_spill->file, m_spill->size, codes.data(), codes.size(), PackedWeights::kTailPadding);
+    if (!mapped)
+        return unexpected(mapped.error());
+    auto inPlace = PackedWeights::fromPackedInPlace(packed.rows(), packed.cols(), packed.format(),
+                                                    std::span(*mapped, codes.size()), PackedWeights::kTailPadding, m_spill,
+                                                    packed.scales(), packed.zeros(), packed.groupIndex());
+    if (!inPlace)
+        return unexpected(inPlace.error());
+    return std::make_shared<const PackedWeights>(std::move(*inPlace));
+}
+
+void Model::finishEditing(const QString &name)
+{
+    TensorSlot *s = slotFor(name);
+    if (!s || !m_mutable)
+        return;
+    s->releaseF32();
+    if (const QuantizedLayer *q = quantizedLayer(name)) {
+        std::shared_ptr<const PackedWeights> packed = q->packed;
+        s->owned.reset();
+        s->raw = nullptr;
+        s->rowFill = [packed](std::int64_t r0, std::int64_t r1, float *out) { packed->dequantizeRows(r0, r1, out); };
+        return;
+    }
+    if (!m_pruned.count(name) || !s->owned || s->type != DType::F32)
+        return; // unchanged (still in place) or modified (stays f32)
+    DType stored = DType::F32;
+    for (const WeightInfo &w : m_weights)
+        if (w.name == name)
+            stored = w.storedType;
+    if (stored != DType::BF16 && stored != DType::F16)
+        return;
+    // Back to the stored dtype (setPruned already rounded the values to it, so this is exact).
+    const auto count = static_cast<std::size_t>(s->rows * s->cols);
+    const float *src = static_cast<const float *>(s->raw);
+    std::vector<std::uint16_t> halfs(count);
+    for (std::size_t i = 0; i < count; ++i)
+        halfs[i] = stored == DType::BF16 ? floatToBf16(src[i]) : floatToHalf(src[i]);
+    if (m_spill) {
+        auto mapped = appendAndMap(m_spill->file, m_spill->size, reinterpret_cast<const std::uint8_t *>(halfs.data()),
+                                   count * 2, 0);
+        if (mapped) {
+            s->owned = m_spill;
+            s->raw = *mapped;
+            s->type = stored;
+            return;
+        }
+    }
+    auto buf = std::make_shared<std::vector<std::uint16_t>>(std::move(halfs));
+    s->raw = buf->data();
+    s->owned = buf;
+    s->type = stored;
 }
 
 Expected<void> Model::setQuantized(const QString &tensorName, QuantizedTensor weights, Execution execution)
 {
-    float *data = mutableWeight(tensorName);
-    const MatrixView view = weight(tensorName);
-    if (!data || view.rows != weights.rows || view.cols != weights.cols)
+    TensorSlot *s = slotFor(tensorName);
+    if (!m_mutable || !s || s->rows != weights.rows || s->cols != weights.cols)
         return unexpected(fail(ErrorCode::Internal, QStringLiteral("cannot record a quantized form for this tensor"))
                               .forTensor(tensorName));
-    weights.dequantize(data);
-    for (WeightInfo &w : m_weights) {
-        if (w.name != tensorName)
-            continue;
-        w.sparsity = zeroFraction(data, view.rows * view.cols);
-        w.storedBytes = (weights.storageBits() + 7) / 8;
-        w.bitsPerWeight = weights.bitsPerWeight();
-        w.format = quantFormatName(weights.format, execution);
+    auto packed = PackedWeights::pack(weights);
+    if (!packed)
+        return unexpected(std::move(packed.error()).forTensor(tensorName));
+    auto stored = spill(std::move(*packed));
+    if (!stored)
+        return unexpected(std::move(stored.error()).forTensor(tensorName));
+    {
+        std::lock_guard lock(m_statsMutex);
+        for (WeightInfo &w : m_weights) {
+            if (w.name != tensorName)
+                continue;
+            w.sparsity = (*stored)->zeroFraction();
+            w.storedBytes = (weights.storageBits() + 7) / 8;
+            w.bitsPerWeight = weights.bitsPerWeight();
+            w.format = quantFormatName(weights.format, execution);
+        }
     }
+    // The working f32 values become the dequantized ones (later blocks calibrate on them) until
+    // finishEditing() drops them.
+    if (float *data = mutableWeight(tensorName))
+        weights.dequantize(data);
     for (QuantizedLayer &q : m_quantized) {
         if (q.tensor == tensorName) {
-            q.weights = std::move(weights);
+            q.packed = std::move(*stored);
             q.execution = execution;
             return {};
         }
     }
-    m_quantized.push_back({tensorName, std::move(weights), execution});
+    m_quantized.push_back({tensorName, std::move(*stored), execution});
     return {};
 }
 
@@ -218,6 +574,7 @@ Expected<void> Model::setPruned(const QString &tensorName, std::span<const float
     if (!data || static_cast<std::int64_t>(weights.size()) != view.rows * view.cols)
         return unexpected(fail(ErrorCode::Internal, QStringLiteral("cannot record a pruned form for this tensor"))
                               .forTensor(tensorName));
+    std::lock_guard lock(m_statsMutex);
     for (WeightInfo &w : m_weights) {
         if (w.name != tensorName)
             continue;
@@ -232,7 +589,8 @@ Expected<void> Model::setPruned(const QString &tensorName, std::span<const float
             else
                 data[i] = v;
         }
-        w.sparsity = zeroFraction(data, view.rows * view.cols);
+        w.sparsity = static_cast<double>(countZeros(DType::F32, data, view.rows * view.cols))
+                   / static_cast<double>(std::max<std::int64_t>(1, view.rows * view.cols));
     }
     m_pruned.insert(tensorName);
     return {};
@@ -247,12 +605,11 @@ QString Model::weightsHash() const
         hash.addData(rec->name.toUtf8());
         hash.addData(QByteArrayView(reinterpret_cast<const char *>(rec->data), static_cast<qsizetype>(rec->nbytes)));
     }
-    if (m_files->tensors().empty()) { // a model from tensors given by value (GGUF): its f32 values
-        for (const auto &[name, view] : m_views) {
+    if (m_files->tensors().empty()) // a model from tensors given by value (GGUF): their stored bytes
+        for (const auto &[name, bytes] : m_hashSources) {
             hash.addData(name.toUtf8());
-            hash.addData(QByteArrayView(reinterpret_cast<const char *>(view.data), static_cast<qsizetype>(view.rows * view.cols * 4)));
+            hash.addData(QByteArrayView(reinterpret_cast<const char *>(bytes.data()), static_cast<qsizetype>(bytes.size())));
         }
-    }
     m_hash = QStringLiteral("sha256:") + QString::fromLatin1(hash.result().toHex());
     return m_hash;
 }
@@ -312,6 +669,7 @@ Expected<void> Model::readQuantizationConfig()
         sq.format.symmetric = l.value(QLatin1String("sym")).toBool(false);
         sq.actOrder = l.value(QLatin1String("act_order")).toBool(false);
         sq.execution = l.value(QLatin1String("execution")).toString() == QLatin1String("w8a8") ? Execution::W8A8 : Execution::WeightOnly;
+        sq.sparsity = l.contains(QLatin1String("sparsity")) ? l.value(QLatin1String("sparsity")).toDouble(-1.0) : -1.0;
         if (sq.format.bits < 2 || sq.format.bits > 8 || sq.format.groupSize < -1)
             return unexpected(fail(ErrorCode::Format, QStringLiteral("invalid quantization entry (bits %1, group_size %2)")
                                                           .arg(sq.format.bits)
@@ -369,16 +727,17 @@ Expected<MatrixView> Model::bindQuantized(const QString &name, WeightRole role, 
         groupIndex.resize((*gi)->nbytes / 4);
         std::memcpy(groupIndex.data(), (*gi)->data, (*gi)->nbytes);
     }
-    auto packed = PackedWeights::fromPacked(rows, cols, sq.format,
-                                            std::span(reinterpret_cast<const std::uint8_t *>((*codes)->data), (*codes)->nbytes),
-                                            std::move(scaleValues), std::move(zeroValues), std::move(groupIndex));
+    auto packed = PackedWeights::fromPackedInPlace(
+        rows, cols, sq.format, std::span(reinterpret_cast<const std::uint8_t *>((*codes)->data), (*codes)->nbytes),
+        (*codes)->readableAfter, m_files, std::move(scaleValues), std::move(zeroValues), std::move(groupIndex));
     if (!packed)
         return unexpected(std::move(packed.error()).inFile((*codes)->file).forTensor(base + QStringLiteral(".qweight")));
-    QuantizedTensor qt = packed->unpack();
-    auto buf = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(rows * cols));
-    qt.dequantize(buf.get());
-    MatrixView view{buf.get(), rows, cols};
-    m_owned.push_back(std::move(buf));
+    auto shared = std::make_shared<const PackedWeights>(std::move(*packed));
+    TensorSlot *s = newSlot(name);
+    s->rows = rows;
+    s->cols = cols;
+    s->rowFill = [shared](std::int64_t r0, std::int64_t r1, float *out) { shared->dequantizeRows(r0, r1, out); };
+    MatrixView view{nullptr, rows, cols, s};
     WeightInfo info;
     info.name = name;
     info.role = role;
@@ -386,13 +745,14 @@ Expected<MatrixView> Model::bindQuantized(const QString &name, WeightRole role, 
     info.shape = shape;
     info.storedType = DType::U8;
     info.parameters = rows * cols;
-    info.storedBytes = (qt.storageBits() + 7) / 8;
-    info.bitsPerWeight = qt.bitsPerWeight();
-    info.format = quantFormatName(qt.format, sq.execution);
-    info.sparsity = zeroFraction(view.data, rows * cols);
+    const QuantizedTensor shapeOnly{rows, cols, sq.format, {}, {}, {}, shared->groupIndex()};
+    info.storedBytes = (shapeOnly.storageBits() + 7) / 8;
+    info.bitsPerWeight = shapeOnly.bitsPerWeight();
+    info.format = quantFormatName(sq.format, sq.execution);
+    info.sparsity = sq.sparsity;
     m_weights.push_back(std::move(info));
     m_views.emplace_back(name, view);
-    m_quantized.push_back({name, std::move(qt), sq.execution});
+    m_quantized.push_back({name, std::move(shared), sq.execution});
     return view;
 }
 
@@ -411,16 +771,32 @@ Expected<MatrixView> Model::bindInMemory(const QString &name, WeightRole role, i
     std::int64_t count = 1;
     for (auto d : shape)
         count *= d;
-    if (t.shape != shape || static_cast<std::int64_t>(t.values.size()) != count)
+    if (t.shape != shape || (!t.fill && static_cast<std::int64_t>(t.values.size()) != count))
         return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("tensor has shape %1 but the config implies %2")
                                                         .arg(shapeString(t.shape), shapeString(shape)))
                               .inFile(m_folder)
                               .forTensor(name));
-    auto buf = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(count));
-    std::copy(t.values.begin(), t.values.end(), buf.get());
-    std::vector<float>().swap(t.values);
-    MatrixView view{buf.get(), shape.size() == 2 ? shape[0] : 1, shape.back()};
-    m_owned.push_back(std::move(buf));
+    TensorSlot *s = newSlot(name);
+    s->rows = shape.size() == 2 ? shape[0] : 1;
+    s->cols = shape.back();
+    std::shared_ptr<const PackedWeights> packed;
+    if (t.quantized) { // kept packed; an embedding is only looked up (rows), never a quantized layer
+        auto p = PackedWeights::pack(*t.quantized);
+        if (!p)
+            return unexpected(std::move(p.error()).inFile(m_folder).forTensor(name));
+        packed = std::make_shared<const PackedWeights>(std::move(*p));
+    }
+    if (packed) {
+        s->rowFill = [packed](std::int64_t r0, std::int64_t r1, float *out) { packed->dequantizeRows(r0, r1, out); };
+    } else if (t.fill) {
+        s->rowFill = std::move(t.fill);
+    } else {
+        auto values = std::make_shared<std::vector<float>>(std::move(t.values));
+        s->raw = values->data();
+        s->type = DType::F32;
+        s->owned = values;
+    }
+    MatrixView view{nullptr, s->rows, s->cols, s};
     WeightInfo info;
     info.name = name;
     info.role = role;
@@ -431,10 +807,14 @@ Expected<MatrixView> Model::bindInMemory(const QString &name, WeightRole role, i
     info.storedBytes = t.storedBytes;
     info.format = t.format;
     info.bitsPerWeight = count > 0 ? 8.0 * static_cast<double>(t.storedBytes) / static_cast<double>(count) : 0.0;
+    info.sparsity = isLinearRole(role) ? -1.0 : 0.0;
     m_weights.push_back(std::move(info));
     m_views.emplace_back(name, view);
-    if (t.quantized && isLinearRole(role)) // an embedding is looked up, never multiplied: f32 values suffice
-        m_quantized.push_back({name, std::move(*t.quantized), Execution::WeightOnly});
+    if (!t.storedData.empty())
+        m_hashSources.emplace_back(name, t.storedData);
+    if (packed && isLinearRole(role))
+        m_quantized.push_back({name, std::move(packed), Execution::WeightOnly});
+    t.quantized.reset();
     return view;
 }
 
@@ -464,18 +844,12 @@ Expected<MatrixView> Model::bind(const QString &name, WeightRole role, int block
         return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("weight has non-floating dtype %1").arg(QLatin1String(dtypeName(rec->dtype))))
                               .inFile(rec->file)
                               .forTensor(name));
-    MatrixView view;
-    view.rows = shape.size() == 2 ? shape[0] : 1;
-    view.cols = shape.back();
-    const auto count = static_cast<std::size_t>(rec->numel());
-    if (rec->dtype == DType::F32 && reinterpret_cast<std::uintptr_t>(rec->data) % alignof(float) == 0) {
-        view.data = reinterpret_cast<const float *>(rec->data); // zero-copy
-    } else {
-        auto buf = std::make_unique_for_overwrite<float[]>(count);
-        convertToFloat(rec->dtype, rec->data, count, buf.get());
-        view.data = buf.get();
-        m_owned.push_back(std::move(buf));
-    }
+    TensorSlot *s = newSlot(name);
+    s->rows = shape.size() == 2 ? shape[0] : 1;
+    s->cols = shape.back();
+    s->raw = rec->data; // in place, in the stored type
+    s->type = rec->dtype;
+    MatrixView view{nullptr, s->rows, s->cols, s};
     WeightInfo info;
     info.name = name;
     info.role = role;
@@ -486,8 +860,7 @@ Expected<MatrixView> Model::bind(const QString &name, WeightRole role, int block
     info.storedBytes = static_cast<std::int64_t>(rec->nbytes);
     info.format = QString::fromLatin1(dtypeName(rec->dtype));
     info.bitsPerWeight = 8.0 * static_cast<double>(dtypeSize(rec->dtype));
-    if (isLinearRole(role))
-        info.sparsity = zeroFraction(view.data, view.rows * view.cols);
+    info.sparsity = isLinearRole(role) ? -1.0 : 0.0; // computed from the data: see computeStatistics()
     m_weights.push_back(std::move(info));
     m_views.emplace_back(name, view);
     return view;
@@ -532,12 +905,16 @@ Expected<std::shared_ptr<Model>> Model::load(const QString &folderOrName, Feedba
 
     if (auto bound = m->bindAll(feedback); !bound)
         return unexpected(bound.error());
+    if (m->totalStoredBytes() <= kEagerStatisticsBytes)
+        if (auto ok = m->computeStatistics(); !ok)
+            return unexpected(ok.error());
     return m;
 }
 
 Expected<std::shared_ptr<Model>> Model::fromTensors(const QString &source, const ModelConfig &config,
                                                     std::shared_ptr<const Tokenizer> tokenizer,
-                                                    std::vector<InMemoryTensor> tensors, Feedback *feedback)
+                                                    std::vector<InMemoryTensor> tensors, Feedback *feedback,
+                                                    std::shared_ptr<const void> keepAlive)
 {
     std::shared_ptr<Model> m(new Model);
     m->m_folder = source;
@@ -549,9 +926,13 @@ Expected<std::shared_ptr<Model>> Model::fromTensors(const QString &source, const
         if (!m->m_inMemory.emplace(name, std::move(t)).second)
             return unexpected(fail(ErrorCode::Format, QStringLiteral("duplicate tensor")).inFile(source).forTensor(name));
     }
+    m->m_keepAlive = std::move(keepAlive);
     if (auto bound = m->bindAll(feedback); !bound)
         return unexpected(bound.error());
-    m->m_inMemory.clear(); // the values now live in m_owned
+    m->m_inMemory.clear(); // the values now live in the slots
+    if (m->totalStoredBytes() <= kEagerStatisticsBytes)
+        if (auto ok = m->computeStatistics(); !ok)
+            return unexpected(ok.error());
     return m;
 }
 

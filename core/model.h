@@ -1,6 +1,8 @@
 // model.h: a Hugging Face causal-LM folder loaded for inspection and execution:
-// config.json + safetensors weights (memory-mapped; f32 used in place, f16/bf16 widened to f32
-// exactly) + tokenizer.json (optional). Every weight is checked against the config's shapes.
+// config.json + safetensors weights (memory-mapped and used in place in their stored type; f32 only
+// on demand, tensor by tensor) + tokenizer.json (optional). Every weight is checked against the
+// config's shapes. Opening reads headers only; statistics that need the data (sparsity) are
+// computed at once for small models and on request (computeStatistics) for large ones.
 #pragma once
 
 #include "dtype.h"
@@ -10,14 +12,19 @@
 #include "safetensors.h"
 #include "tokenizer.h"
 #include "quant/quantizedtensor.h"
+#include "kernels/packedweights.h"
 
 #include <QString>
 
 #include <cstdint>
+#include <atomic>
+#include <functional>
+#include <mutex>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
+#include <unordered_map>
 #include <span>
 #include <vector>
 
@@ -62,26 +69,75 @@ struct WeightInfo
     std::int64_t storedBytes = 0; // as stored: packed codes + scales + zeros for quantized layers
     QString format;               // "BF16", "F32", or e.g. "q4 g128", "q3 g64 sym", "w8a8"
     double bitsPerWeight = 0.0;   // storedBytes * 8 / parameters
-    double sparsity = 0.0;        // fraction of exact zeros (linear weights; 0 for the others)
+    double sparsity = 0.0;        // fraction of exact zeros (linear weights; 0 for the others); -1 = not computed yet
 };
 
-// A linear layer stored quantized (a compressed model folder). The Model also keeps its
-// dequantized f32 values, so every f32 consumer (views, statistics) keeps working.
+// A linear layer stored quantized (a compressed model folder, a GGUF block format, or the result
+// of a technique). Held packed — in place in the mapped file where possible — never as f32.
 struct QuantizedLayer
 {
     QString tensor; // "model.layers.0.self_attn.q_proj.weight"
-    QuantizedTensor weights;
+    std::shared_ptr<const PackedWeights> packed;
     Execution execution = Execution::WeightOnly;
+
+    const QuantFormat &format() const { return packed->format(); }
+    bool actOrder() const { return packed->actOrder(); }
+    // The codes one per byte (a copy: for exporters and small consumers, one layer at a time).
+    QuantizedTensor unpacked() const { return packed->unpack(); }
 };
 
-// A float32 row-major matrix (vectors have rows == 1). Points into the mapped file or into a
-// buffer owned by the Model.
-struct MatrixView
+// One weight as the model holds it: its stored elements (in the mapped file, or owned), or a
+// function that produces its rows (quantized layers, GGUF blocks), and on demand its f32 values.
+// Kernels read the stored form directly; f32() widens the whole tensor once (kept until
+// releaseF32()), for consumers that want plain floats (views, statistics, small tensors).
+class TensorSlot
 {
-    const float *data = nullptr;
+public:
     std::int64_t rows = 0;
     std::int64_t cols = 0;
-    bool empty() const { return data == nullptr; }
+    DType type = DType::F32;  // element type of `raw`
+    const void *raw = nullptr; // row-major elements, or null when only rowFill gives the values
+    // Rows [r0, r1) as f32 into out ((r1 - r0) x cols), for tensors without `raw`.
+    std::function<void(std::int64_t r0, std::int64_t r1, float *out)> rowFill;
+
+    // The f32 values: in place when stored as aligned f32, else widened once and kept.
+    const float *f32() const;
+    // Drops the widened copy (in-place and owned mutable buffers stay). Callers must not hold
+    // pointers from f32() across this.
+    void releaseF32() const;
+    // Rows [r0, r1) as f32 (exact widening or dequantization), without keeping anything.
+    void rowsToF32(std::int64_t r0, std::int64_t r1, float *out) const;
+    // Whether f32() costs nothing (stored as aligned f32).
+    bool f32InPlace() const;
+    // Bytes of widened f32 values held now.
+    std::int64_t widenedBytes() const;
+
+    // Owned storage (a working copy's edited tensors, pruned tensors in their stored dtype).
+    std::shared_ptr<void> owned;
+
+private:
+    mutable std::mutex m_mutex;
+    mutable std::unique_ptr<float[]> m_widened;
+    mutable std::atomic<const float *> m_ready{nullptr}; // m_widened once made (lock-free reads)
+};
+
+// A row-major matrix (vectors have rows == 1): a weight of a Model (slot) or a plain f32 buffer
+// (ptr). data() gives f32 values (widening a Model weight on first use); kernels use the stored
+// form through slot.
+struct MatrixView
+{
+    const float *ptr = nullptr; // a plain f32 buffer (views built outside a Model)
+    std::int64_t rows = 0;
+    std::int64_t cols = 0;
+    const TensorSlot *slot = nullptr;
+
+    bool empty() const { return ptr == nullptr && slot == nullptr; }
+    const float *data() const { return slot ? slot->f32() : ptr; }
+    // Rows [r0, r1) as f32 into out, without widening the whole tensor.
+    void rowsToF32(std::int64_t r0, std::int64_t r1, float *out) const;
+    // The values as bytes of dtype t (F32, BF16 or F16): the stored bytes themselves when they are
+    // of that type, else converted a chunk of rows at a time (never the whole tensor in f32).
+    std::vector<std::byte> toBytes(DType t) const;
 };
 
 struct BlockWeights
@@ -90,13 +146,16 @@ struct BlockWeights
     MatrixView mlpNorm, gate, up, down, gateBias, upBias, downBias;
 };
 
-// A weight given by value (a model read from a GGUF file): f32 values in row-major order of
-// `shape`, with what it was stored as, and optionally the quantized form the runtime should use.
+// A weight given by value (a model read from a GGUF file): its rows on demand (`fill`, e.g.
+// dequantizing blocks of the mapped file) or f32 values, with what it was stored as, and
+// optionally the quantized form the runtime should use.
 struct InMemoryTensor
 {
     QString name; // Hugging Face checkpoint name, e.g. "model.layers.0.self_attn.q_proj.weight"
     std::vector<std::int64_t> shape;
-    std::vector<float> values;
+    std::vector<float> values; // f32 values in row-major order of `shape`, or empty when `fill` is set
+    std::function<void(std::int64_t r0, std::int64_t r1, float *out)> fill;
+    std::span<const std::byte> storedData; // the stored bytes (for the weights hash), may be empty
     DType storedType = DType::F32;
     std::int64_t storedBytes = 0;
     QString format; // shown by info, e.g. "Q4_K"
@@ -113,9 +172,11 @@ public:
 
     // A model from tensors given by value (checked against `config` exactly as a folder's
     // checkpoint is). `source` names it in messages (e.g. the .gguf path).
+    // `keepAlive` owns memory the tensors' fill functions read (a mapped GGUF file).
     static Expected<std::shared_ptr<Model>> fromTensors(const QString &source, const ModelConfig &config,
                                                         std::shared_ptr<const Tokenizer> tokenizer,
-                                                        std::vector<InMemoryTensor> tensors, Feedback *feedback = nullptr);
+                                                        std::vector<InMemoryTensor> tensors, Feedback *feedback = nullptr,
+                                                        std::shared_ptr<const void> keepAlive = nullptr);
 
     // The bundled default model's folder (resources/models/default, found next to the
     // executable's install prefix or in the source tree).
@@ -131,8 +192,24 @@ public:
     const std::vector<WeightInfo> &weights() const { return m_weights; }
     std::int64_t totalParameters() const;
     std::int64_t totalStoredBytes() const;
-    // Fraction of exact zeros over all linear weights (the compressible matrices).
+    // Fraction of exact zeros over all linear weights (the compressible matrices); computes the
+    // statistics first if needed.
     double linearSparsity() const;
+    // Whether every WeightInfo::sparsity is known (always for models up to kEagerStatisticsBytes).
+    bool statisticsComputed() const;
+    // Reads the weights once (tensor by tensor, nothing kept) to fill WeightInfo::sparsity.
+    // Cancellable through `feedback`; thread-safe with respect to other const calls.
+    Expected<void> computeStatistics(Feedback *feedback = nullptr) const;
+    static constexpr std::int64_t kEagerStatisticsBytes = std::int64_t(512) << 20;
+
+    // The slot of a weight by checkpoint name (null if unknown).
+    const TensorSlot *slot(const QString &name) const;
+    // Drops widened f32 copies (of one tensor, or of all); kernels keep working.
+    void releaseF32(const QString &name) const;
+    void releaseAllF32() const;
+    // Bytes of memory the model holds itself (widened copies, owned and packed tensors), not the
+    // mapped files.
+    std::int64_t residentBytes() const;
 
     // Execution views.
     const MatrixView &embedding() const { return m_embedding; }
@@ -146,12 +223,23 @@ public:
     const QuantizedLayer *quantizedLayer(const QString &tensorName) const;
     const std::vector<QuantizedLayer> &quantizedLayers() const { return m_quantized; }
 
-    // A copy whose every weight is an owned f32 buffer that can be edited in place (compression
-    // works on such a copy; kernels built over it see the edits). Quantized layers stay recorded.
+    // A copy whose every weight is an owned f32 buffer that can be edited in place. Quantized
+    // layers stay recorded. Costs 4 bytes per parameter: for small models and tests.
     std::shared_ptr<Model> cloneMutable() const;
+    // A working copy that shares the mapped weights: a tensor gets its own f32 buffer only when
+    // mutableWeight() asks for it (the compression engine edits one block at a time).
+    std::shared_ptr<Model> workingCopy() const;
     bool isMutable() const { return m_mutable; }
-    // Writable data of a weight of a mutable model (null otherwise or if unknown).
+    // Writable f32 data of a weight of a mutable model (made on first call; null otherwise or if
+    // unknown). Views and kernels that read through the slot see the edits.
     float *mutableWeight(const QString &name);
+    // Ends the editing of a tensor of a working copy: a quantized one is then given by its packed
+    // form, a pruned one is kept in its stored dtype (spilled when a spill file is set), a
+    // modified one stays f32. Frees the f32 buffer where it can.
+    void finishEditing(const QString &name);
+    // Where a working copy puts packed codes and pruned tensors instead of memory (a file that is
+    // created, used while the model lives, and removed by the caller).
+    Expected<void> setSpillFile(const QString &path);
     // Records a quantized form for a linear weight of a mutable model and writes its dequantized
     // values into the f32 weight (so the model computes what the quantized layer computes).
     Expected<void> setQuantized(const QString &tensorName, QuantizedTensor weights, Execution execution);
@@ -184,6 +272,7 @@ private:
         QuantFormat format;
         bool actOrder = false;
         Execution execution = Execution::WeightOnly;
+        double sparsity = -1.0; // recorded by the writer; -1 = compute from the codes
     };
     std::map<QString, StoredQuantization> m_storedQuantization; // by tensor name
     std::map<QString, InMemoryTensor> m_inMemory; // fromTensors() only, emptied once bound
@@ -193,8 +282,17 @@ private:
     ModelConfig m_config;
     std::shared_ptr<const Tokenizer> m_tokenizer;
     std::shared_ptr<SafetensorsCollection> m_files;
-    std::vector<WeightInfo> m_weights;
-    std::vector<std::unique_ptr<float[]>> m_owned; // widened f16/bf16 (or misaligned f32) data
+    mutable std::vector<WeightInfo> m_weights;
+    mutable std::mutex m_statsMutex;
+    TensorSlot *newSlot(const QString &name);
+    TensorSlot *slotFor(const QString &name);
+    Expected<std::shared_ptr<const PackedWeights>> spill(PackedWeights packed);
+    std::vector<std::unique_ptr<TensorSlot>> m_slots;
+    std::unordered_map<QString, TensorSlot *> m_slotIndex;
+    std::shared_ptr<const void> m_keepAlive; // memory behind fill functions (fromTensors)
+    std::vector<std::pair<QString, std::span<const std::byte>>> m_hashSources; // fromTensors: stored bytes
+    struct SpillFile;
+    std::shared_ptr<SpillFile> m_spill;
     std::vector<std::pair<QString, MatrixView>> m_views;
     MatrixView m_embedding, m_finalNorm, m_lmHead;
     std::vector<BlockWeights> m_blocks;

@@ -2,13 +2,16 @@
 #include "safetensors.h"
 
 #include <QDir>
+#include <QFile>
 #include <QFileInfo>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QSaveFile>
+#include <QRegularExpression>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -125,6 +128,7 @@ Expected<std::shared_ptr<SafetensorsFile>> SafetensorsFile::open(const QString &
                            .arg(numel * dtypeSize(rec.dtype)));
         rec.data = buffer + begin;
         rec.nbytes = static_cast<std::size_t>(end - begin);
+        rec.readableAfter = static_cast<std::size_t>(bufferSize - end);
         ranges.emplace_back(begin, end);
         st->m_tensors.push_back(std::move(rec));
     }
@@ -220,7 +224,7 @@ std::vector<const TensorRecord *> SafetensorsCollection::tensors() const
 }
 
 Expected<void> writeSafetensors(const QString &path, const std::vector<TensorToWrite> &tensors,
-                                const QMap<QString, QString> &metadata)
+                                const QMap<QString, QString> &metadata, Feedback *feedback)
 {
     QJsonObject header;
     if (!metadata.isEmpty()) {
@@ -237,7 +241,7 @@ Expected<void> writeSafetensors(const QString &path, const std::vector<TensorToW
             numel *= static_cast<std::uint64_t>(d);
             shape.append(static_cast<double>(d));
         }
-        if (numel * dtypeSize(t.dtype) != t.bytes.size())
+        if (numel * dtypeSize(t.dtype) != t.size())
             return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("tensor data size does not match its shape"))
                                   .inFile(path)
                                   .forTensor(t.name));
@@ -245,9 +249,9 @@ Expected<void> writeSafetensors(const QString &path, const std::vector<TensorToW
         entry.insert(QStringLiteral("dtype"), QString::fromLatin1(dtypeName(t.dtype)));
         entry.insert(QStringLiteral("shape"), shape);
         entry.insert(QStringLiteral("data_offsets"),
-                     QJsonArray{static_cast<double>(offset), static_cast<double>(offset + t.bytes.size())});
+                     QJsonArray{static_cast<double>(offset), static_cast<double>(offset + t.size())});
         header.insert(t.name, entry);
-        offset += t.bytes.size();
+        offset += t.size();
     }
     QByteArray json = QJsonDocument(header).toJson(QJsonDocument::Compact);
     while ((json.size() + 8) % 8 != 0)
@@ -260,14 +264,130 @@ Expected<void> writeSafetensors(const QString &path, const std::vector<TensorToW
     for (int i = 0; i < 8; ++i)
         len[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
     bool ok = out.write(len, 8) == 8 && out.write(json) == json.size();
-    for (const TensorToWrite &t : tensors)
-        ok = ok && out.write(reinterpret_cast<const char *>(t.bytes.data()), static_cast<qint64>(t.bytes.size()))
-                       == static_cast<qint64>(t.bytes.size());
+    // Large spans go out in pieces of 64 MiB, so that a mapped source is read (and its pages can
+    // be dropped) progressively.
+    auto writeAll = [&](const std::byte *data, std::size_t size) {
+        constexpr std::size_t kPiece = std::size_t(64) << 20;
+        for (std::size_t done = 0; ok && done < size; done += kPiece) {
+            const std::size_t piece = std::min(kPiece, size - done);
+            ok = out.write(reinterpret_cast<const char *>(data + done), static_cast<qint64>(piece)) == static_cast<qint64>(piece);
+        }
+    };
+    std::size_t index = 0;
+    for (const TensorToWrite &t : tensors) {
+        if (feedback) {
+            if (feedback->isCancelled()) {
+                out.cancelWriting();
+                return unexpected(fail(ErrorCode::Cancelled, QStringLiteral("writing cancelled")).inFile(path));
+            }
+            feedback->setProgress(static_cast<double>(index++) / static_cast<double>(tensors.size()));
+        }
+        if (!ok)
+            break;
+        if (t.produce) {
+            auto bytes = t.produce();
+            if (!bytes) {
+                out.cancelWriting();
+                return unexpected(std::move(bytes.error()).inFile(path).forTensor(t.name));
+            }
+            if (bytes->size() != t.nbytes) {
+                out.cancelWriting();
+                return unexpected(fail(ErrorCode::Internal, QStringLiteral("tensor produced %1 bytes, %2 announced")
+                                                                .arg(bytes->size())
+                                                                .arg(t.nbytes))
+                                      .inFile(path)
+                                      .forTensor(t.name));
+            }
+            writeAll(bytes->data(), bytes->size());
+        } else {
+            writeAll(t.bytes.data(), t.bytes.size());
+        }
+    }
     if (!ok || !out.commit())
         return unexpected(fail(ErrorCode::Io, QStringLiteral("writing failed: %1").arg(out.errorString()))
                               .inFile(path)
                               .withHint(QStringLiteral("check free disk space; the previous file was left untouched")));
     return {};
+}
+
+Expected<QStringList> writeSafetensorsSharded(const QString &folder, const std::vector<TensorToWrite> &tensors,
+                                              std::int64_t maxShardBytes, const QMap<QString, QString> &metadata,
+                                              Feedback *feedback)
+{
+    std::vector<std::vector<std::size_t>> shards(1);
+    std::int64_t current = 0, total = 0;
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+        const auto size = static_cast<std::int64_t>(tensors[i].size());
+        if (!shards.back().empty() && maxShardBytes > 0 && current + size > maxShardBytes) {
+            shards.emplace_back();
+            current = 0;
+        }
+        shards.back().push_back(i);
+        current += size;
+        total += size;
+    }
+    const QDir dir(folder);
+    QStringList names;
+    // Once written, weight files of an earlier export into the same folder that are not part of
+    // this one are removed (a stale index or shard would make loaders read the wrong weights).
+    auto removeStale = [&dir](const QStringList &keep) {
+        const QStringList old = dir.entryList({QStringLiteral("model.safetensors"), QStringLiteral("model-*-of-*.safetensors"),
+                                               QStringLiteral("model.safetensors.index.json")},
+                                              QDir::Files);
+        for (const QString &f : old)
+            if (!keep.contains(f))
+                QFile::remove(dir.filePath(f));
+    };
+    if (shards.size() == 1) {
+        if (auto ok = writeSafetensors(dir.filePath(QStringLiteral("model.safetensors")), tensors, metadata, feedback); !ok)
+            return unexpected(ok.error());
+        removeStale({QStringLiteral("model.safetensors")});
+        return QStringList{QStringLiteral("model.safetensors")};
+    }
+    QJsonObject weightMap;
+    for (std::size_t s = 0; s < shards.size(); ++s) {
+        const QString name = QStringLiteral("model-%1-of-%2.safetensors")
+                                 .arg(s + 1, 5, 10, QLatin1Char('0'))
+                                 .arg(shards.size(), 5, 10, QLatin1Char('0'));
+        std::vector<TensorToWrite> part;
+        for (std::size_t i : shards[s]) {
+            part.push_back(tensors[i]);
+            weightMap.insert(tensors[i].name, name);
+        }
+        if (feedback)
+            feedback->setStatus(QStringLiteral("writing %1").arg(name));
+        if (auto ok = writeSafetensors(dir.filePath(name), part, metadata, nullptr); !ok)
+            return unexpected(ok.error());
+        if (feedback)
+            feedback->setProgress(static_cast<double>(s + 1) / static_cast<double>(shards.size()));
+        names << name;
+    }
+    const QJsonObject index{{QStringLiteral("metadata"), QJsonObject{{QStringLiteral("total_size"), static_cast<double>(total)}}},
+                            {QStringLiteral("weight_map"), weightMap}};
+    QSaveFile f(dir.filePath(QStringLiteral("model.safetensors.index.json")));
+    const QByteArray bytes = QJsonDocument(index).toJson(QJsonDocument::Indented);
+    if (!f.open(QIODevice::WriteOnly) || f.write(bytes) != bytes.size() || !f.commit())
+        return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot write: %1").arg(f.errorString())).inFile(f.fileName()));
+    names << QStringLiteral("model.safetensors.index.json");
+    removeStale(names);
+    return names;
+}
+
+std::optional<std::int64_t> parseByteSize(const QString &text)
+{
+    static const QRegularExpression re(QStringLiteral("^\\s*([0-9]+(?:\\.[0-9]+)?)\\s*([KMGT]?)(i?)B?\\s*$"),
+                                       QRegularExpression::CaseInsensitiveOption);
+    const auto m = re.match(text);
+    if (!m.hasMatch())
+        return std::nullopt;
+    const double value = m.captured(1).toDouble();
+    const QString unit = m.captured(2).toUpper();
+    const double base = m.captured(3).isEmpty() ? 1000.0 : 1024.0;
+    const int power = unit == QLatin1String("K") ? 1 : unit == QLatin1String("M") ? 2 : unit == QLatin1String("G") ? 3 : unit == QLatin1String("T") ? 4 : 0;
+    const double bytes = value * std::pow(base, power);
+    if (!(bytes >= 1.0) || bytes > 9.0e18)
+        return std::nullopt;
+    return static_cast<std::int64_t>(bytes);
 }
 
 } // namespace bitsmith::core

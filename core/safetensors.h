@@ -6,12 +6,15 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "feedback.h"
 
 #include <QFile>
 #include <QMap>
 #include <QString>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -27,6 +30,7 @@ struct TensorRecord
     std::vector<std::int64_t> shape;
     const std::byte *data = nullptr; // into the mapped file; valid while the file object lives
     std::size_t nbytes = 0;
+    std::size_t readableAfter = 0; // mapped bytes after the tensor's data (to the end of the file)
     QString file; // the file it lives in
 
     std::int64_t numel() const
@@ -78,19 +82,38 @@ private:
     std::unordered_map<QString, const TensorRecord *> m_index;
 };
 
-// A tensor to write: raw little-endian bytes of `dtype` elements.
+// A tensor to write: raw little-endian bytes of `dtype` elements, given as a span, or produced
+// when it is written (`produce`, returning exactly `nbytes` bytes), so that a writer holds one
+// tensor at a time.
 struct TensorToWrite
 {
     QString name;
     DType dtype = DType::F32;
     std::vector<std::int64_t> shape;
     std::span<const std::byte> bytes;
+    std::size_t nbytes = 0; // with produce
+    std::function<Expected<std::vector<std::byte>>()> produce;
+
+    std::size_t size() const { return produce ? nbytes : bytes.size(); }
 };
 
 // Writes a .safetensors file atomically (QSaveFile: a crash never leaves a half-written file).
-// Tensors are written in the given order; the header is padded to a multiple of 8 bytes so that
-// every tensor's data is 8-byte aligned when the given tensors' sizes keep it so.
+// Tensors are written in the given order, one at a time; the header is padded to a multiple of 8
+// bytes so that every tensor's data is 8-byte aligned when the given tensors' sizes keep it so.
 Expected<void> writeSafetensors(const QString &path, const std::vector<TensorToWrite> &tensors,
-                                const QMap<QString, QString> &metadata = {});
+                                const QMap<QString, QString> &metadata = {}, Feedback *feedback = nullptr);
+
+// Writes the tensors into `folder` as Hugging Face does: one model.safetensors when they fit in
+// `maxShardBytes`, else model-0000i-of-0000N.safetensors shards of at most that size (a larger
+// tensor gets a shard of its own) and model.safetensors.index.json (metadata.total_size,
+// weight_map). Returns the file names written.
+Expected<QStringList> writeSafetensorsSharded(const QString &folder, const std::vector<TensorToWrite> &tensors,
+                                              std::int64_t maxShardBytes, const QMap<QString, QString> &metadata = {},
+                                              Feedback *feedback = nullptr);
+
+// Hugging Face's default shard size (5 GB) and the parser of --max-shard-size values ("5GB",
+// "500MB", "2GiB", or bytes).
+inline constexpr std::int64_t kDefaultShardBytes = 5'000'000'000;
+std::optional<std::int64_t> parseByteSize(const QString &text);
 
 } // namespace bitsmith::core

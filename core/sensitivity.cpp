@@ -648,7 +648,7 @@ Expected<LayerMeasurement> SensitivityAnalysis::measure(int layer, const float *
         return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("layer index %1 out of range").arg(layer))
                               .forParameter(QStringLiteral("layer")));
     const Layer &l = m_layers[static_cast<std::size_t>(layer)];
-    const float *original = m_original->weight(l.tensor).data;
+    const float *original = m_original->weight(l.tensor).data();
     const std::size_t n = static_cast<std::size_t>(l.rows * l.cols);
     std::vector<float> delta(n);
     for (std::size_t i = 0; i < n; ++i)
@@ -734,7 +734,7 @@ Expected<double> SensitivityAnalysis::hessianTrace(int layer, int probes, double
     const std::size_t n = static_cast<std::size_t>(l.rows * l.cols);
     double norm = 0;
     for (std::size_t i = 0; i < n; ++i)
-        norm += static_cast<double>(w.data[i]) * w.data[i];
+        norm += static_cast<double>(w.data()[i]) * w.data()[i];
     // ε·‖v‖ = relativeStep·‖W‖ (‖v‖ = √n for a Rademacher vector): large enough that the
     // second-order change dominates f32 rounding, small enough that higher-order terms stay
     // negligible.
@@ -749,8 +749,8 @@ Expected<double> SensitivityAnalysis::hessianTrace(int layer, int probes, double
             std::uint64_t bits = splitmix64(state);
             for (std::size_t j = i; j < std::min(n, i + 64); ++j, bits >>= 1) {
                 const double v = (bits & 1u) ? eps : -eps;
-                plus[j] = static_cast<float>(w.data[j] + v);
-                minus[j] = static_cast<float>(w.data[j] - v);
+                plus[j] = static_cast<float>(w.data()[j] + v);
+                minus[j] = static_cast<float>(w.data()[j] - v);
             }
         }
         auto up = measureCached(layer, plus.data());
@@ -830,7 +830,7 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
             std::vector<double> colErr(static_cast<std::size_t>(l.cols), 0.0);
             for (std::int64_t i = 0; i < l.rows; ++i)
                 for (std::int64_t j = 0; j < l.cols; ++j) {
-                    const double wv = w.data[i * l.cols + j];
+                    const double wv = w.data()[i * l.cols + j];
                     const double d = static_cast<double>(deq[static_cast<std::size_t>(i * l.cols + j)]) - wv;
                     normW += wv * wv;
                     normD += d * d;

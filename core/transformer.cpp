@@ -10,6 +10,7 @@
 #include <Eigen/Core>
 
 #include <cmath>
+#include <map>
 #include <limits>
 
 namespace bitsmith::core {
@@ -37,22 +38,36 @@ Transformer::Transformer(std::shared_ptr<const Model> model, LinearBackend backe
 {
     // A layer recorded as quantized runs on its quantized kernel (packed b-bit weights or
     // int8 W8A8); every other one on the dense f32 backend.
+    // Fraction of zeros of each linear, where known (computed at load for small models; large
+    // ones are checked only when computeStatistics() ran): sparse kernels are tried only above 25%.
+    std::map<QString, double> sparsity;
+    for (const WeightInfo &w : m_model->weights())
+        sparsity[w.name] = w.sparsity;
     auto kernel = [&](const QString &tensor, const MatrixView &w, const MatrixView &b) -> std::unique_ptr<LinearKernel> {
         const QuantizedLayer *q = quantizedKernels ? m_model->quantizedLayer(tensor) : nullptr;
+        const auto found = sparsity.find(tensor);
+        const bool maybeSparse = found != sparsity.end() && found->second >= 0.25;
         if (q && q->execution == Execution::W8A8) {
-            if (auto k = makeInt8Linear(q->weights, b.data); k)
+            if (auto k = makeInt8Linear(q->unpacked(), b.data()); k)
                 return std::move(*k);
         } else if (q) {
-            if (auto sparse = makeSparseQuantizedLinearIfPays(q->weights, w, b)) // 2:4 + int8 where it pays
-                return sparse;
-            if (auto packed = PackedWeights::pack(q->weights); packed)
-                return makePackedLinear(std::make_shared<const PackedWeights>(std::move(*packed)), b.data);
+            if (maybeSparse) {
+                auto sparse = makeSparseQuantizedLinearIfPays(q->unpacked(), w, b); // 2:4 + int8 where it pays
+                w.slot->releaseF32();
+                if (sparse)
+                    return sparse;
+            }
+            return makePackedLinear(q->packed, b.empty() ? nullptr : b.data());
         }
         // A pruned dense layer runs on a sparse kernel where that pays (2:4, or CSR when very
         // sparse); only with the oneDNN backend: the Eigen one must read the live weights.
-        if (!q && quantizedKernels && backend == LinearBackend::OneDnn)
-            if (auto sparse = makeSparseLinearIfPays(w, b))
+        if (!q && quantizedKernels && backend == LinearBackend::OneDnn && maybeSparse) {
+            auto sparse = makeSparseLinearIfPays(w, b);
+            if (w.slot)
+                w.slot->releaseF32(); // the sparse kernel keeps its own compact copy
+            if (sparse)
                 return sparse;
+        }
         return makeDenseLinear(w, b, backend); // dense, or a quantized form no kernel accepts (exact anyway)
     };
     int i = 0;
@@ -216,7 +231,7 @@ void Transformer::embed(std::span<const std::int32_t> tokens, float *x) const
     const std::int64_t h = m_model->config().hiddenSize;
     const MatrixView &emb = m_model->embedding();
     for (std::size_t i = 0; i < tokens.size(); ++i)
-        std::copy_n(emb.data + static_cast<std::int64_t>(tokens[i]) * h, h, x + static_cast<std::int64_t>(i) * h);
+        emb.rowsToF32(tokens[i], tokens[i] + 1, x + static_cast<std::int64_t>(i) * h); // one row, never the table
 }
 
 void Transformer::runBlock(int layer, float *x, std::int64_t t, KVCache &cache, LinearInputHook *hook) const
@@ -237,7 +252,7 @@ bool Transformer::runAttention(int layer, float *x, std::int64_t t, KVCache &cac
     const auto l = static_cast<std::size_t>(layer);
     const BlockWeights &w = m_model->blocks()[l];
     const BlockKernels &k = m_blocks[l];
-    rmsNorm(x, w.attnNorm.data, t, h, eps, xn.data());
+    rmsNorm(x, w.attnNorm.data(), t, h, eps, xn.data());
     if (hook && !hook->onLinearInput(layer, WeightRole::LinearQ, xn.data(), t, h))
         return false;
     k.q->forward(xn.data(), t, q.data());
@@ -267,7 +282,7 @@ bool Transformer::runMlp(int layer, float *x, std::int64_t t, LinearInputHook *h
     const auto l = static_cast<std::size_t>(layer);
     const BlockWeights &w = m_model->blocks()[l];
     const BlockKernels &k = m_blocks[l];
-    rmsNorm(x, w.mlpNorm.data, t, h, eps, xn.data());
+    rmsNorm(x, w.mlpNorm.data(), t, h, eps, xn.data());
     if (hook && !hook->onLinearInput(layer, WeightRole::LinearGate, xn.data(), t, h))
         return false;
     k.gate->forward(xn.data(), t, gate.data());
@@ -288,7 +303,7 @@ void Transformer::head(const float *x, std::int64_t rows, std::vector<float> &lo
 {
     const ModelConfig &c = m_model->config();
     std::vector<float> xn(static_cast<std::size_t>(rows * c.hiddenSize));
-    rmsNorm(x, m_model->finalNorm().data, rows, c.hiddenSize, static_cast<float>(c.rmsNormEps), xn.data());
+    rmsNorm(x, m_model->finalNorm().data(), rows, c.hiddenSize, static_cast<float>(c.rmsNormEps), xn.data());
     logits.resize(static_cast<std::size_t>(rows * c.vocabSize));
     m_head->forward(xn.data(), rows, logits.data());
 }

@@ -61,7 +61,7 @@ InspectionData InspectorWidget::inspect(const core::Model &model, const QString 
     d.rows = static_cast<int>(w.rows);
     d.cols = static_cast<int>(w.cols);
     const std::size_t n = static_cast<std::size_t>(w.rows * w.cols);
-    std::vector<float> values(w.data, w.data + n);
+    std::vector<float> values(w.data(), w.data() + n);
     const auto [mn, mx] = std::minmax_element(values.begin(), values.end());
     d.min = *mn;
     d.max = *mx;
@@ -70,7 +70,7 @@ InspectionData InspectorWidget::inspect(const core::Model &model, const QString 
     d.rowMax.resize(static_cast<std::size_t>(w.rows));
     std::size_t argmax = 0;
     for (std::int64_t r = 0; r < w.rows; ++r) {
-        const float *row = w.data + r * w.cols;
+        const float *row = w.data() + r * w.cols;
         const auto [a, b] = std::minmax_element(row, row + w.cols);
         d.rowMin[static_cast<std::size_t>(r)] = *a;
         d.rowMax[static_cast<std::size_t>(r)] = *b;
@@ -82,7 +82,7 @@ InspectionData InspectorWidget::inspect(const core::Model &model, const QString 
     d.sliceCol = static_cast<int>(std::max<std::int64_t>(0, std::min<std::int64_t>(static_cast<std::int64_t>(argmax) % w.cols - 3, w.cols - 8)));
     const int sliceLen = static_cast<int>(std::min<std::int64_t>(8, w.cols));
     for (int c = 0; c < sliceLen; ++c)
-        d.sliceBefore.push_back(w.data[static_cast<std::int64_t>(d.sliceRow) * w.cols + d.sliceCol + c]);
+        d.sliceBefore.push_back(w.data()[static_cast<std::int64_t>(d.sliceRow) * w.cols + d.sliceCol + c]);
     if (setting.dense) {
         d.sliceAfter = d.sliceBefore;
         d.note = QStringLiteral("dense: kept as stored");

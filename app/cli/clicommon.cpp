@@ -1,6 +1,8 @@
 // clicommon.cpp: what every bitsmith-cli command shares (see clicommon.h).
 #include "app/cli/clicommon.h"
 
+#include "core/memory.h"    // peak memory, --max-memory
+#include "core/safetensors.h" // parseByteSize
 #include "core/threading.h" // setThreadCount
 
 #include <QJsonDocument>
@@ -25,9 +27,35 @@ int usageError(const QString &message, const QString &hint)
     return kExitUsage;
 }
 
+namespace {
+std::unique_ptr<MemoryMonitor> g_monitor;
+std::int64_t g_maxMemory = 0;
+} // namespace
+
+void startMemoryMonitor()
+{
+    if (!g_monitor)
+        g_monitor = std::make_unique<MemoryMonitor>();
+}
+
+std::int64_t maxMemoryOption()
+{
+    return g_maxMemory;
+}
+
+QJsonObject peakMemoryJson()
+{
+    return QJsonObject{{QStringLiteral("rss_peak_bytes"), static_cast<double>(peakResidentBytes())},
+                       {QStringLiteral("anon_peak_bytes"),
+                        static_cast<double>(g_monitor ? g_monitor->peakAnonymousBytes() : residentAnonymousBytes())}};
+}
+
 void printJson(const QJsonObject &o)
 {
-    std::fputs(QJsonDocument(o).toJson(QJsonDocument::Indented).constData(), stdout);
+    QJsonObject out = o;
+    if (!out.contains(QStringLiteral("peak_memory")))
+        out.insert(QStringLiteral("peak_memory"), peakMemoryJson());
+    std::fputs(QJsonDocument(out).toJson(QJsonDocument::Indented).constData(), stdout);
 }
 
 Expected<std::shared_ptr<Model>> loadModel(const QString &name, bool quiet)
@@ -83,6 +111,15 @@ bool parseArgs(Common &c, const QStringList &args, int positionals, const QStrin
             return false;
         }
         setThreadCount(n);
+    }
+    if (c.parser.isSet(c.maxMemory)) {
+        const auto bytes = parseByteSize(c.parser.value(c.maxMemory));
+        if (!bytes) {
+            exitCode = usageError(QStringLiteral("--max-memory must be a size such as 4GiB, 1500MB or a byte count"),
+                                  QStringLiteral("e.g. --max-memory 4GiB"));
+            return false;
+        }
+        g_maxMemory = *bytes;
     }
     return true;
 }

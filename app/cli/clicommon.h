@@ -29,7 +29,7 @@ constexpr int kExitError = 1;
 int reportError(const Error &e);
 // Prints a usage error with a hint; returns kExitUsage.
 int usageError(const QString &message, const QString &hint);
-// Prints one indented JSON object on stdout.
+// Prints one indented JSON object on stdout, with "peak_memory" (peakMemoryJson()) added.
 void printJson(const QJsonObject &o);
 
 // Progress lines on stderr: "eval: window 3/40" at most a few times a second.
@@ -63,9 +63,19 @@ struct Common
     QCommandLineOption threads{QStringLiteral("threads"), QStringLiteral("Threads for OpenMP/oneDNN (default: BITSMITH_THREADS or all)."), QStringLiteral("N")};
     QCommandLineOption backend{QStringLiteral("backend"), QStringLiteral("Linear kernels: onednn (default) or eigen."), QStringLiteral("NAME"), QStringLiteral("onednn")};
     QCommandLineOption quiet{QStringLiteral("quiet"), QStringLiteral("No progress lines on stderr.")};
+    QCommandLineOption maxMemory{QStringLiteral("max-memory"),
+                                 QStringLiteral("Memory the job may allocate (e.g. 4GiB); calibration activations beyond it go to a temporary file."),
+                                 QStringLiteral("BYTES")};
 
-    Common() { parser.addOptions({json, threads, backend, quiet}); parser.addHelpOption(); }
+    Common() { parser.addOptions({json, threads, backend, quiet, maxMemory}); parser.addHelpOption(); }
 };
+
+// --max-memory of the running command (0 when not set).
+std::int64_t maxMemoryOption();
+// Starts the sampler behind the "peak_memory" of every --json output (main() calls it once).
+void startMemoryMonitor();
+// {"rss_peak_bytes": VmHWM, "anon_peak_bytes": sampled peak of anonymous memory}
+QJsonObject peakMemoryJson();
 
 // Loads a model folder (or "default") with progress on stderr.
 Expected<std::shared_ptr<Model>> loadModel(const QString &name, bool quiet);

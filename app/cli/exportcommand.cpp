@@ -40,9 +40,12 @@ int cmdExport(const QStringList &args)
     QCommandLineOption modelDir(QStringLiteral("model"),
                                 QStringLiteral("report: the model folder (default: the one the experiment names) or a compressed folder whose recipe to tabulate."),
                                 QStringLiteral("DIR"));
-    c.parser.addOptions({format, out, type, strict, modelDir});
+    QCommandLineOption shard(QStringLiteral("max-shard-size"),
+                             QStringLiteral("hf, hf-gptq: largest safetensors shard (default 5GB, as transformers writes; e.g. 2GB, 500MiB)."),
+                             QStringLiteral("SIZE"));
+    c.parser.addOptions({format, out, type, strict, modelDir, shard});
     int code = 0;
-    const QString usage = QStringLiteral("export MODEL --format gguf|hf|hf-gptq|recipe-yaml --out PATH [--type TYPE] [--strict-exact]\n"
+    const QString usage = QStringLiteral("export MODEL --format gguf|hf|hf-gptq|recipe-yaml --out PATH [--type TYPE] [--strict-exact] [--max-shard-size SIZE]\n"
                                          "       export EXP_OR_PROJECT.h5 --format report --out report.html [--model DIR]");
     if (!parseArgs(c, args, 1, usage, code))
         return code;
@@ -117,7 +120,15 @@ int cmdExport(const QStringList &args)
         return 0;
     }
 
-    auto result = fmt == QLatin1String("hf") ? exportHfDense(**model, outPath, &feedback) : exportHfGptq(**model, outPath, &feedback);
+    std::int64_t shardBytes = kDefaultShardBytes;
+    if (c.parser.isSet(shard)) {
+        const auto b = parseByteSize(c.parser.value(shard));
+        if (!b)
+            return usageError(QStringLiteral("--max-shard-size must be a size such as 5GB, 2GiB or a byte count"), usage);
+        shardBytes = *b;
+    }
+    auto result = fmt == QLatin1String("hf") ? exportHfDense(**model, outPath, &feedback, shardBytes)
+                                             : exportHfGptq(**model, outPath, &feedback, shardBytes);
     if (!result)
         return reportError(result.error());
     if (c.parser.isSet(c.json)) {

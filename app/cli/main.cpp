@@ -11,6 +11,7 @@
 #include "core/recipe.h"
 #include "core/sdk/techniqueregistry.h"
 #include "core/generate.h"
+#include "core/memory.h"
 #include "core/model.h"
 #include "core/npy.h"
 #include "core/threading.h"
@@ -31,6 +32,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <new>
 
 using namespace bitsmith::core;
 
@@ -41,8 +43,11 @@ namespace {
 int cmdInfo(const QStringList &args)
 {
     Common c;
+    QCommandLineOption stats(QStringLiteral("stats"),
+                             QStringLiteral("Read the weights to count zeros (sparsity); large models show it only with this."));
+    c.parser.addOption(stats);
     int code = 0;
-    const QString usage = QStringLiteral("info MODEL [--json]");
+    const QString usage = QStringLiteral("info MODEL [--json] [--stats]");
     if (!parseArgs(c, args, 1, usage, code))
         return code;
     auto model = loadModel(c.parser.positionalArguments().first(), true);
@@ -50,6 +55,15 @@ int cmdInfo(const QStringList &args)
         return reportError(model.error());
     const Model &m = **model;
     const ModelConfig &cfg = m.config();
+    // Headers only unless asked: statistics that need the data are known for small models (read
+    // at load) and for compressed folders (recorded by the writer).
+    if (c.parser.isSet(stats) && !m.statisticsComputed()) {
+        StderrFeedback fb(QStringLiteral("info"), c.parser.isSet(c.quiet));
+        if (auto ok = m.computeStatistics(&fb); !ok)
+            return reportError(ok.error());
+    }
+    const bool known = m.statisticsComputed();
+    auto sparsityJson = [](double s) { return s >= 0 ? QJsonValue(s) : QJsonValue(); };
     if (c.parser.isSet(c.json)) {
         QJsonObject o;
         o[QStringLiteral("folder")] = m.folder();
@@ -69,7 +83,7 @@ int cmdInfo(const QStringList &args)
         o[QStringLiteral("bytes")] = static_cast<double>(m.totalStoredBytes());
         o[QStringLiteral("effective_bpw")] = 8.0 * static_cast<double>(m.totalStoredBytes()) / static_cast<double>(m.totalParameters());
         o[QStringLiteral("quantized_layers")] = static_cast<int>(m.quantizedLayers().size());
-        o[QStringLiteral("sparsity")] = m.linearSparsity(); // zeros over all linear weights
+        o[QStringLiteral("sparsity")] = known ? QJsonValue(m.linearSparsity()) : QJsonValue(); // zeros over all linear weights; null: not read
         o[QStringLiteral("tokenizer")] = m.tokenizer() ? QJsonValue(static_cast<int>(m.tokenizer()->vocabSize())) : QJsonValue();
         QJsonArray tensors;
         for (const WeightInfo &w : m.weights()) {
@@ -85,7 +99,7 @@ int cmdInfo(const QStringList &args)
                                        {QStringLiteral("bytes"), static_cast<double>(w.storedBytes)},
                                        {QStringLiteral("format"), w.format},
                                        {QStringLiteral("effective_bpw"), w.bitsPerWeight},
-                                       {QStringLiteral("sparsity"), w.sparsity}});
+                                       {QStringLiteral("sparsity"), sparsityJson(w.sparsity)}});
         }
         o[QStringLiteral("tensors")] = tensors;
         printJson(o);
@@ -101,13 +115,16 @@ int cmdInfo(const QStringList &args)
                 static_cast<long long>(m.totalParameters()), static_cast<double>(m.totalStoredBytes()) / (1024.0 * 1024.0),
                 8.0 * static_cast<double>(m.totalStoredBytes()) / static_cast<double>(m.totalParameters()),
                 m.quantizedLayers().empty() ? "" : qPrintable(QStringLiteral(" (%1 quantized layers)").arg(m.quantizedLayers().size())));
-    if (m.linearSparsity() > 0.0)
+    if (!known)
+        std::printf("sparsity      not read (a large model opens from its headers; --stats counts the zeros)\n\n");
+    else if (m.linearSparsity() > 0.0)
         std::printf("sparsity      %.2f%% of the linear weights are zero\n\n", 100.0 * m.linearSparsity());
     std::printf("%-52s %-12s %-10s %-16s %7s %12s %12s %8s\n", "tensor", "kind", "shape", "format", "bpw", "parameters", "bytes", "sparsity");
     for (const WeightInfo &w : m.weights())
-        std::printf("%-52s %-12s %-10s %-16s %7.3f %12lld %12lld %7.2f%%\n", qPrintable(w.name), weightRoleName(w.role),
+        std::printf("%-52s %-12s %-10s %-16s %7.3f %12lld %12lld %8s\n", qPrintable(w.name), weightRoleName(w.role),
                     qPrintable(shapeText(w.shape)), qPrintable(w.format), w.bitsPerWeight,
-                    static_cast<long long>(w.parameters), static_cast<long long>(w.storedBytes), 100.0 * w.sparsity);
+                    static_cast<long long>(w.parameters), static_cast<long long>(w.storedBytes),
+                    w.sparsity >= 0 ? qPrintable(QStringLiteral("%1%").arg(100.0 * w.sparsity, 0, 'f', 2)) : "-");
     return 0;
 }
 
@@ -519,10 +536,37 @@ int cmdCompress(const QStringList &args)
         recipe->calibration.text = calibPath;
     }
     StderrFeedback fb(QStringLiteral("compress"), quiet);
-    auto result = compressModel(**model, *recipe, registry, sequencesData, &fb);
+    // Packed results go to a temporary file beside the output when they would take more than a
+    // quarter of the memory available (or of --max-memory): they are file-backed then, and the
+    // page cache holds them as long as there is room.
+    QString spill;
+    if (auto need = estimateCompressionMemory(**model, *recipe, registry, sequencesData); need) {
+        const std::int64_t budget = maxMemoryOption() > 0 ? maxMemoryOption() : memoryStatus().available;
+        std::int64_t packed = 0;
+        for (const WeightInfo &w : (*model)->weights())
+            if (isLinearRole(w.role))
+                packed += w.parameters * std::max(1, recipe->defaultFormat.bits) / 8;
+        if (packed > budget / 4)
+            spill = QDir(c.parser.value(out)).absolutePath() + QStringLiteral(".bitsmith-spill");
+        if (maxMemoryOption() > 0 && *need - packed > maxMemoryOption())
+            return reportError(fail(ErrorCode::OutOfMemory, QStringLiteral("compression needs about %1 of memory; --max-memory allows %2")
+                                                                .arg(formatBytes(*need - packed), formatBytes(maxMemoryOption())))
+                                   .forParameter(QStringLiteral("max-memory"))
+                                   .withHint(QStringLiteral("use fewer or shorter calibration sequences (--calib-sequences, --calib-length)")));
+    }
+    struct RemoveSpill
+    {
+        QString path;
+        ~RemoveSpill()
+        {
+            if (!path.isEmpty())
+                QFile::remove(path);
+        }
+    } removeSpill{spill};
+    auto result = compressModel(**model, *recipe, registry, sequencesData, &fb, spill);
     if (!result)
         return reportError(result.error());
-    if (auto ok = writeCompressedModel(*result, **model, c.parser.value(out)); !ok)
+    if (auto ok = writeCompressedModel(*result, **model, c.parser.value(out), &fb); !ok)
         return reportError(ok.error());
     if (c.parser.isSet(c.json)) {
         QJsonObject o = compressionReportJson(*result, **model);
@@ -1036,29 +1080,10 @@ void printUsage(FILE *to)
 
 } // namespace
 
-int main(int argc, char **argv)
+namespace {
+
+int dispatch(const QString &command, const QStringList &args)
 {
-    prepareProcessEnvironment(argc, argv);
-    // Every command runs on a QCoreApplication except the HTML report, whose plots are widgets:
-    // decided from argv before the application object exists.
-    std::unique_ptr<QCoreApplication> app;
-#ifdef BITSMITH_CLI_REPORT
-    if (wantsGuiApplication(argc, argv)) {
-        prepareGuiEnvironment();
-        app = std::make_unique<QApplication>(argc, argv);
-    }
-#endif
-    if (!app)
-        app = std::make_unique<QCoreApplication>(argc, argv);
-    QCoreApplication::setApplicationName(QStringLiteral("bitsmith-cli"));
-    QCoreApplication::setApplicationVersion(QStringLiteral(BITSMITH_VERSION));
-    QStringList args = QCoreApplication::arguments();
-    if (args.size() < 2) {
-        printUsage(stderr);
-        return kExitUsage;
-    }
-    const QString command = args.at(1);
-    args.removeAt(1); // QCommandLineParser expects argv[0] first
     if (command == QLatin1String("info"))
         return cmdInfo(args);
     if (command == QLatin1String("eval"))
@@ -1096,4 +1121,40 @@ int main(int argc, char **argv)
     std::fprintf(stderr, "bitsmith-cli: error: unknown command '%s'\n", qPrintable(command));
     std::fprintf(stderr, "HINT: run 'bitsmith-cli --help' for the list of commands\n");
     return kExitUsage;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    prepareProcessEnvironment(argc, argv);
+    startMemoryMonitor();
+    // Every command runs on a QCoreApplication except the HTML report, whose plots are widgets:
+    // decided from argv before the application object exists.
+    std::unique_ptr<QCoreApplication> app;
+#ifdef BITSMITH_CLI_REPORT
+    if (wantsGuiApplication(argc, argv)) {
+        prepareGuiEnvironment();
+        app = std::make_unique<QApplication>(argc, argv);
+    }
+#endif
+    if (!app)
+        app = std::make_unique<QCoreApplication>(argc, argv);
+    QCoreApplication::setApplicationName(QStringLiteral("bitsmith-cli"));
+    QCoreApplication::setApplicationVersion(QStringLiteral(BITSMITH_VERSION));
+    QStringList args = QCoreApplication::arguments();
+    if (args.size() < 2) {
+        printUsage(stderr);
+        return kExitUsage;
+    }
+    const QString command = args.at(1);
+    args.removeAt(1); // QCommandLineParser expects argv[0] first
+    try {
+        return dispatch(command, args);
+    } catch (const std::bad_alloc &) {
+        return reportError(fail(ErrorCode::OutOfMemory, QStringLiteral("%1 ran out of memory (peak resident %2)")
+                                                            .arg(command, formatBytes(peakResidentBytes())))
+                               .withHint(QStringLiteral("use a shorter context, fewer windows or calibration sequences, "
+                                                        "or close other programs")));
+    }
 }

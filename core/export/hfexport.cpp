@@ -13,7 +13,9 @@
 #include <QRegularExpression>
 #include <QSaveFile>
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <tuple>
 
@@ -90,23 +92,26 @@ Expected<void> copyTokenizer(const Model &model, const QDir &out)
 }
 
 // Float bytes of a weight in its stored dtype (F32 for quantized layers and GGUF sources).
-std::pair<DType, std::vector<std::byte>> denseBytes(const Model &model, const WeightInfo &w)
+// The dtype a dense tensor is written in: its stored float dtype; F32 for quantized layers (their
+// dequantized values exactly) and other stored types, or F16 for those when `halfForOthers`.
+DType denseType(const Model &model, const WeightInfo &w, bool halfForOthers)
 {
-    const MatrixView v = model.weight(w.name);
-    const auto n = static_cast<std::size_t>(v.rows * v.cols);
     DType t = w.storedType;
     if (model.quantizedLayer(w.name) || (t != DType::BF16 && t != DType::F16))
-        t = DType::F32;
-    std::vector<std::byte> bytes(n * dtypeSize(t));
-    if (t == DType::F32) {
-        std::memcpy(bytes.data(), v.data, n * 4);
-    } else {
-        for (std::size_t i = 0; i < n; ++i) {
-            const std::uint16_t h = t == DType::BF16 ? floatToBf16(v.data[i]) : floatToHalf(v.data[i]);
-            std::memcpy(bytes.data() + 2 * i, &h, 2);
-        }
-    }
-    return {t, std::move(bytes)};
+        t = halfForOthers && w.storedType != DType::F32 ? DType::F16 : DType::F32;
+    return t;
+}
+
+// A dense tensor to write, produced when the writer reaches it: the stored bytes as they are when
+// the model holds them in dtype t, else converted a chunk of rows at a time (never the whole
+// tensor in f32).
+TensorToWrite denseTensor(const Model &model, const WeightInfo &w, DType t)
+{
+    const MatrixView v = model.weight(w.name);
+    const std::int64_t rows = v.rows, cols = v.cols;
+    TensorToWrite out{w.name, t, w.shape, {}, static_cast<std::size_t>(rows * cols) * dtypeSize(t), {}};
+    out.produce = [&model, name = w.name, t]() -> Expected<std::vector<std::byte>> { return model.weight(name).toBytes(t); };
+    return out;
 }
 
 template<typename T>
@@ -168,23 +173,18 @@ std::vector<std::int32_t> packGptqZeros(const QuantizedTensor &q, int zeroOffset
     return out;
 }
 
-Expected<QJsonObject> exportHfDense(const Model &model, const QString &outDir, Feedback *feedback)
+Expected<QJsonObject> exportHfDense(const Model &model, const QString &outDir, Feedback *feedback, std::int64_t maxShardBytes)
 {
     if (!QDir().mkpath(outDir))
         return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot create the output folder")).inFile(outDir));
     const QDir out(outDir);
-    std::vector<std::vector<std::byte>> storage;
-    storage.reserve(model.weights().size());
     std::vector<TensorToWrite> tensors;
     std::map<QString, int> dtypes;
     std::int64_t bytes = 0;
     for (const WeightInfo &w : model.weights()) {
-        if (feedback && feedback->isCancelled())
-            return unexpected(fail(ErrorCode::Cancelled, QStringLiteral("export cancelled")));
-        auto [t, b] = denseBytes(model, w);
-        bytes += static_cast<std::int64_t>(b.size());
-        storage.push_back(std::move(b));
-        tensors.push_back({w.name, t, w.shape, storage.back()});
+        const DType t = denseType(model, w, false);
+        tensors.push_back(denseTensor(model, w, t));
+        bytes += static_cast<std::int64_t>(tensors.back().size());
         ++dtypes[QString::fromLatin1(dtypeName(t))];
     }
     QJsonObject cfg = baseConfig(model);
@@ -193,10 +193,9 @@ Expected<QJsonObject> exportHfDense(const Model &model, const QString &outDir, F
     cfg.insert(QStringLiteral("dtype"), dtypeTorchName(main));
     if (auto ok = writeAtomic(out.filePath(QStringLiteral("config.json")), QJsonDocument(cfg).toJson()); !ok)
         return unexpected(ok.error());
-    if (auto ok = writeSafetensors(out.filePath(QStringLiteral("model.safetensors")), tensors,
-                                   {{QStringLiteral("format"), QStringLiteral("pt")}});
-        !ok)
-        return unexpected(ok.error());
+    const auto files = writeSafetensorsSharded(outDir, tensors, maxShardBytes, {{QStringLiteral("format"), QStringLiteral("pt")}}, feedback);
+    if (!files)
+        return unexpected(files.error());
     if (auto ok = copyTokenizer(model, out); !ok)
         return unexpected(ok.error());
     QJsonObject dt;
@@ -206,10 +205,11 @@ Expected<QJsonObject> exportHfDense(const Model &model, const QString &outDir, F
                        {QStringLiteral("out"), outDir},
                        {QStringLiteral("tensors"), static_cast<int>(tensors.size())},
                        {QStringLiteral("weightBytes"), static_cast<double>(bytes)},
+                       {QStringLiteral("files"), QJsonArray::fromStringList(*files)},
                        {QStringLiteral("dtypes"), dt}};
 }
 
-Expected<QJsonObject> exportHfGptq(const Model &model, const QString &outDir, Feedback *feedback)
+Expected<QJsonObject> exportHfGptq(const Model &model, const QString &outDir, Feedback *feedback, std::int64_t maxShardBytes)
 {
     if (model.quantizedLayers().empty())
         return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("the model has no quantized layers"))
@@ -220,25 +220,25 @@ Expected<QJsonObject> exportHfGptq(const Model &model, const QString &outDir, Fe
     using Key = std::tuple<int, int, bool, bool>; // bits, group_size, sym, desc_act
     std::map<Key, int> formatCounts;
     auto keyOf = [](const QuantizedLayer &q) {
-        const QuantFormat &f = q.weights.format;
-        return Key{f.bits, f.groupSize > 0 ? f.groupSize : -1, f.symmetric, !q.weights.groupIndex.empty()};
+        const QuantFormat &f = q.format();
+        return Key{f.bits, f.groupSize > 0 ? f.groupSize : -1, f.symmetric, q.actOrder()};
     };
     for (const QuantizedLayer &q : model.quantizedLayers()) {
-        const QuantizedTensor &t = q.weights;
-        const int b = t.format.bits;
+        const PackedWeights &t = *q.packed;
+        const int b = t.format().bits;
         if (q.execution != Execution::WeightOnly || (b != 2 && b != 3 && b != 4 && b != 8))
             return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("GPTQ checkpoints hold 2, 3, 4 or 8-bit weight-only layers (this one: %1)")
-                                                               .arg(quantFormatName(t.format, q.execution)))
+                                                               .arg(quantFormatName(t.format(), q.execution)))
                                   .forTensor(q.tensor)
                                   .withHint(QStringLiteral("export it with --format gguf or --format hf instead")));
-        if ((t.cols * b) % 32 != 0 || (t.rows * b) % 32 != 0)
+        if ((t.cols() * b) % 32 != 0 || (t.rows() * b) % 32 != 0)
             return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("%1 x %2 cannot be packed in int32 words of %3-bit codes")
-                                                               .arg(t.rows)
-                                                               .arg(t.cols)
+                                                               .arg(t.rows())
+                                                               .arg(t.cols())
                                                                .arg(b))
                                   .forTensor(q.tensor));
-        if (!t.format.symmetric)
-            for (float z : t.zeros)
+        if (!t.format().symmetric)
+            for (float z : t.zeros())
                 anyZeroZero = anyZeroZero || z == 0.0f;
         ++formatCounts[keyOf(q)];
     }
@@ -252,13 +252,7 @@ Expected<QJsonObject> exportHfGptq(const Model &model, const QString &outDir, Fe
     if (!QDir().mkpath(outDir))
         return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot create the output folder")).inFile(outDir));
     const QDir out(outDir);
-    std::vector<std::vector<std::byte>> storage;
-    storage.reserve(model.weights().size() * 4);
     std::vector<TensorToWrite> tensors;
-    auto keep = [&](std::vector<std::byte> b) -> std::span<const std::byte> {
-        storage.push_back(std::move(b));
-        return storage.back();
-    };
     QJsonObject dynamic;
     bool lmHeadQuantized = false;
     for (const WeightInfo &w : model.weights()) {
@@ -266,36 +260,40 @@ Expected<QJsonObject> exportHfGptq(const Model &model, const QString &outDir, Fe
             return unexpected(fail(ErrorCode::Cancelled, QStringLiteral("export cancelled")));
         const QuantizedLayer *q = model.quantizedLayer(w.name);
         const QString module = w.name.chopped(7);
-        if (!q) {
-            auto [t, b] = denseBytes(model, w);
-            if (t == DType::F32 && w.storedType != DType::F32) { // GGUF sources: fp16 as GPTQ checkpoints use
-                std::vector<std::byte> h(b.size() / 2);
-                const auto *f = reinterpret_cast<const float *>(b.data());
-                for (std::size_t i = 0; i < h.size() / 2; ++i) {
-                    const std::uint16_t v = floatToHalf(f[i]);
-                    std::memcpy(h.data() + 2 * i, &v, 2);
-                }
-                t = DType::F16;
-                b = std::move(h);
-            }
-            tensors.push_back({w.name, t, w.shape, keep(std::move(b))});
+        if (!q) { // GGUF sources: fp16 as GPTQ checkpoints use
+            tensors.push_back(denseTensor(model, w, denseType(model, w, true)));
             if (isLinearRole(w.role) && w.role != WeightRole::LmHead)
                 dynamic.insert(QStringLiteral("-:^%1$").arg(escapeRegex(module)), QJsonObject{});
             continue;
         }
-        const QuantizedTensor &t = q->weights;
-        const std::int64_t groups = t.groupsPerRow(), b = t.format.bits;
-        tensors.push_back({module + QStringLiteral(".qweight"), DType::I32, {t.cols * b / 32, t.rows}, keep(asBytes(packGptqWeight(t)))});
-        tensors.push_back({module + QStringLiteral(".qzeros"), DType::I32, {groups, t.rows * b / 32}, keep(asBytes(packGptqZeros(t, zeroOffset)))});
-        std::vector<std::uint16_t> scales(static_cast<std::size_t>(groups * t.rows));
-        for (std::int64_t g = 0; g < groups; ++g)
-            for (std::int64_t n = 0; n < t.rows; ++n)
-                scales[static_cast<std::size_t>(g * t.rows + n)] = floatToHalf(t.scale(n, g));
-        tensors.push_back({module + QStringLiteral(".scales"), DType::F16, {groups, t.rows}, keep(asBytes(scales))});
-        std::vector<std::int32_t> gidx(static_cast<std::size_t>(t.cols));
-        for (std::int64_t c = 0; c < t.cols; ++c)
-            gidx[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(t.groupOf(c));
-        tensors.push_back({module + QStringLiteral(".g_idx"), DType::I32, {t.cols}, keep(asBytes(gidx))});
+        // Each part is made from the packed layer when the writer reaches it.
+        const std::shared_ptr<const PackedWeights> p = q->packed;
+        const std::int64_t groups = p->groupsPerRow(), b = p->bits(), rows = p->rows(), cols = p->cols();
+        auto part = [&](const QString &suffix, DType dtype, std::vector<std::int64_t> shape, std::size_t nbytes,
+                        std::function<std::vector<std::byte>(const QuantizedTensor &)> make) {
+            TensorToWrite t{module + suffix, dtype, std::move(shape), {}, nbytes, {}};
+            t.produce = [p, make = std::move(make)]() -> Expected<std::vector<std::byte>> { return make(p->unpack()); };
+            tensors.push_back(std::move(t));
+        };
+        part(QStringLiteral(".qweight"), DType::I32, {cols * b / 32, rows}, static_cast<std::size_t>(cols * b / 32 * rows * 4),
+             [](const QuantizedTensor &t) { return asBytes(packGptqWeight(t)); });
+        part(QStringLiteral(".qzeros"), DType::I32, {groups, rows * b / 32}, static_cast<std::size_t>(groups * rows * b / 32 * 4),
+             [zeroOffset](const QuantizedTensor &t) { return asBytes(packGptqZeros(t, zeroOffset)); });
+        part(QStringLiteral(".scales"), DType::F16, {groups, rows}, static_cast<std::size_t>(groups * rows * 2),
+             [](const QuantizedTensor &t) {
+                 const std::int64_t groups = t.groupsPerRow();
+                 std::vector<std::uint16_t> scales(static_cast<std::size_t>(groups * t.rows));
+                 for (std::int64_t g = 0; g < groups; ++g)
+                     for (std::int64_t n = 0; n < t.rows; ++n)
+                         scales[static_cast<std::size_t>(g * t.rows + n)] = floatToHalf(t.scale(n, g));
+                 return asBytes(scales);
+             });
+        part(QStringLiteral(".g_idx"), DType::I32, {cols}, static_cast<std::size_t>(cols * 4), [](const QuantizedTensor &t) {
+            std::vector<std::int32_t> gidx(static_cast<std::size_t>(t.cols));
+            for (std::int64_t c = 0; c < t.cols; ++c)
+                gidx[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(t.groupOf(c));
+            return asBytes(gidx);
+        });
         if (w.role == WeightRole::LmHead)
             lmHeadQuantized = true;
         const Key k = keyOf(*q);
@@ -323,9 +321,7 @@ Expected<QJsonObject> exportHfGptq(const Model &model, const QString &outDir, Fe
     cfg.insert(QStringLiteral("torch_dtype"), QStringLiteral("float16"));
     if (auto ok = writeAtomic(out.filePath(QStringLiteral("config.json")), QJsonDocument(cfg).toJson()); !ok)
         return unexpected(ok.error());
-    if (auto ok = writeSafetensors(out.filePath(QStringLiteral("model.safetensors")), tensors,
-                                   {{QStringLiteral("format"), QStringLiteral("pt")}});
-        !ok)
+    if (auto ok = writeSafetensorsSharded(outDir, tensors, maxShardBytes, {{QStringLiteral("format"), QStringLiteral("pt")}}, feedback); !ok)
         return unexpected(ok.error());
     if (auto ok = copyTokenizer(model, out); !ok)
         return unexpected(ok.error());

@@ -22,6 +22,7 @@
 #include "core/feedback.h"
 #include "core/model.h"
 #include "core/recipe.h"
+#include "core/safetensors.h"
 
 #include <QByteArray>
 #include <QJsonObject>
@@ -32,14 +33,17 @@
 
 namespace bitsmith::core {
 
-// Writes config.json (without quantization_config), model.safetensors and the tokenizer files.
+// Writes config.json (without quantization_config), the weights (model.safetensors, or shards of at
+// most maxShardBytes with model.safetensors.index.json; streamed tensor by tensor) and the tokenizer files.
 // Weights keep their stored float dtype; quantized layers and GGUF sources are written as F32
 // (their dequantized values exactly). Returns a summary (tensors, bytes, dtypes).
-Expected<QJsonObject> exportHfDense(const Model &model, const QString &outDir, Feedback *feedback = nullptr);
+Expected<QJsonObject> exportHfDense(const Model &model, const QString &outDir, Feedback *feedback = nullptr,
+                                    std::int64_t maxShardBytes = kDefaultShardBytes);
 
 // Writes the GPTQ layout for every quantized layer (the rest dense, as stored). Errors: W8A8
 // layers, bits other than 2, 3, 4, 8, or input sizes the packing cannot split.
-Expected<QJsonObject> exportHfGptq(const Model &model, const QString &outDir, Feedback *feedback = nullptr);
+Expected<QJsonObject> exportHfGptq(const Model &model, const QString &outDir, Feedback *feedback = nullptr,
+                                   std::int64_t maxShardBytes = kDefaultShardBytes);
 
 // The packing above, for tests and tools: qweight [in*bits/32, out] and qzeros [groups, out*bits/32]
 // (zeros stored minus `zeroOffset`: 1 for "gptq", 0 for "gptq_v2"), row-major.

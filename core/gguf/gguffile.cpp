@@ -3,6 +3,7 @@
 
 #include <QSaveFile>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -412,25 +413,45 @@ void GgufWriter::set(const QString &key, GgufValue value)
     m_kv.emplace_back(key, std::move(value));
 }
 
-Expected<void> GgufWriter::addTensor(const QString &name, std::vector<std::int64_t> dims, GgmlType type,
-                                     std::vector<std::uint8_t> data)
+Expected<void> GgufWriter::checkTensor(const QString &name, const std::vector<std::int64_t> &dims, GgmlType type,
+                                       std::int64_t bytes) const
 {
     std::int64_t n = 1;
     for (auto d : dims)
         n *= d;
-    if (dims.empty() || dims.size() > kMaxDims || ggmlBytes(type, n) != static_cast<std::int64_t>(data.size())
-        || dims[0] % ggmlBlockSize(type) != 0)
+    if (dims.empty() || dims.size() > kMaxDims || ggmlBytes(type, n) != bytes || dims[0] % ggmlBlockSize(type) != 0)
         return unexpected(fail(ErrorCode::Internal, QStringLiteral("tensor data does not match its dimensions and type %1")
                                                         .arg(QLatin1String(ggmlTypeName(type))))
                               .forTensor(name));
     for (const Tensor &t : m_tensors)
         if (t.name == name)
             return unexpected(fail(ErrorCode::Internal, QStringLiteral("duplicate tensor")).forTensor(name));
-    m_tensors.push_back({name, std::move(dims), type, std::move(data)});
     return {};
 }
 
-QByteArray GgufWriter::toBytes() const
+Expected<void> GgufWriter::addTensor(const QString &name, std::vector<std::int64_t> dims, GgmlType type,
+                                     std::vector<std::uint8_t> data)
+{
+    if (auto ok = checkTensor(name, dims, type, static_cast<std::int64_t>(data.size())); !ok)
+        return ok;
+    const auto bytes = static_cast<std::int64_t>(data.size());
+    m_tensors.push_back({name, std::move(dims), type, std::move(data), {}, bytes});
+    return {};
+}
+
+Expected<void> GgufWriter::addTensor(const QString &name, std::vector<std::int64_t> dims, GgmlType type, Producer produce)
+{
+    std::int64_t n = 1;
+    for (auto d : dims)
+        n *= d;
+    const std::int64_t bytes = dims.empty() ? 0 : ggmlBytes(type, n);
+    if (auto ok = checkTensor(name, dims, type, bytes); !ok)
+        return ok;
+    m_tensors.push_back({name, std::move(dims), type, {}, std::move(produce), bytes});
+    return {};
+}
+
+QByteArray GgufWriter::header(std::uint64_t *alignmentOut) const
 {
     std::uint64_t alignment = kDefaultAlignment;
     for (const auto &[k, v] : m_kv)
@@ -454,7 +475,6 @@ QByteArray GgufWriter::toBytes() const
             appendScalar(out, v, i);
     }
     std::uint64_t offset = 0;
-    std::vector<std::uint64_t> offsets;
     for (const Tensor &t : m_tensors) {
         appendString(out, t.name.toUtf8());
         append<std::uint32_t>(out, static_cast<std::uint32_t>(t.dims.size()));
@@ -462,27 +482,92 @@ QByteArray GgufWriter::toBytes() const
             append<std::uint64_t>(out, static_cast<std::uint64_t>(d));
         append<std::uint32_t>(out, static_cast<std::uint32_t>(t.type));
         append<std::uint64_t>(out, offset);
-        offsets.push_back(offset);
-        offset = alignUp(offset + t.data.size(), alignment);
+        offset = alignUp(offset + static_cast<std::uint64_t>(t.bytes), alignment);
     }
     out.append(QByteArray(static_cast<qsizetype>(alignUp(static_cast<std::uint64_t>(out.size()), alignment) - out.size()), '\0'));
-    const qsizetype dataStart = out.size();
-    for (std::size_t i = 0; i < m_tensors.size(); ++i) {
-        out.append(QByteArray(static_cast<qsizetype>(dataStart + static_cast<qsizetype>(offsets[i]) - out.size()), '\0'));
-        appendRaw(out, m_tensors[i].data.data(), m_tensors[i].data.size());
-    }
-    // ggml pads the data section so its size is a multiple of the alignment too.
-    out.append(QByteArray(static_cast<qsizetype>(alignUp(static_cast<std::uint64_t>(out.size()), alignment) - out.size()), '\0'));
+    *alignmentOut = alignment;
     return out;
 }
 
-Expected<void> GgufWriter::write(const QString &path) const
+// Header, then each tensor's bytes at its aligned offset (producers called one at a time), then
+// the padding ggml puts at the end of the data section.
+template<typename Sink>
+Expected<void> GgufWriter::emitTo(Sink &&sink, Feedback *feedback) const
+{
+    std::uint64_t alignment = kDefaultAlignment;
+    const QByteArray head = header(&alignment);
+    if (auto ok = sink(head.constData(), static_cast<std::size_t>(head.size())); !ok)
+        return ok;
+    std::uint64_t offset = 0;
+    static const std::vector<char> zeros(4096, 0);
+    auto pad = [&](std::uint64_t to) -> Expected<void> {
+        while (offset < to) {
+            const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(to - offset, zeros.size()));
+            if (auto ok = sink(zeros.data(), n); !ok)
+                return ok;
+            offset += n;
+        }
+        return {};
+    };
+    for (std::size_t i = 0; i < m_tensors.size(); ++i) {
+        const Tensor &t = m_tensors[i];
+        if (feedback) {
+            if (feedback->isCancelled())
+                return unexpected(fail(ErrorCode::Cancelled, QStringLiteral("export cancelled")));
+            feedback->setProgress(static_cast<double>(i) / static_cast<double>(m_tensors.size()));
+        }
+        if (auto ok = pad(alignUp(offset, alignment)); !ok)
+            return ok;
+        if (t.produce) {
+            auto bytes = t.produce();
+            if (!bytes)
+                return unexpected(std::move(bytes.error()).forTensor(t.name));
+            if (static_cast<std::int64_t>(bytes->size()) != t.bytes)
+                return unexpected(fail(ErrorCode::Internal, QStringLiteral("tensor produced %1 bytes, %2 expected")
+                                                                .arg(bytes->size())
+                                                                .arg(t.bytes))
+                                      .forTensor(t.name));
+            if (auto ok = sink(bytes->data(), bytes->size()); !ok)
+                return ok;
+        } else if (auto ok = sink(t.data.data(), t.data.size()); !ok) {
+            return ok;
+        }
+        offset += static_cast<std::uint64_t>(t.bytes);
+    }
+    return pad(alignUp(offset, alignment));
+}
+
+QByteArray GgufWriter::toBytes() const
+{
+    QByteArray out;
+    auto ok = emitTo(
+        [&out](const void *p, std::size_t n) -> Expected<void> {
+            appendRaw(out, p, n);
+            return {};
+        },
+        nullptr);
+    return ok ? out : QByteArray();
+}
+
+Expected<void> GgufWriter::write(const QString &path, Feedback *feedback) const
 {
     QSaveFile f(path);
     if (!f.open(QIODevice::WriteOnly))
         return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot write: %1").arg(f.errorString())).inFile(path));
-    const QByteArray bytes = toBytes();
-    if (f.write(bytes) != bytes.size() || !f.commit())
+    auto ok = emitTo(
+        [&](const void *p, std::size_t n) -> Expected<void> {
+            if (f.write(static_cast<const char *>(p), static_cast<qint64>(n)) != static_cast<qint64>(n))
+                return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot write: %1").arg(f.errorString()))
+                                      .inFile(path)
+                                      .withHint(QStringLiteral("check free disk space")));
+            return {};
+        },
+        feedback);
+    if (!ok) {
+        f.cancelWriting();
+        return ok;
+    }
+    if (!f.commit())
         return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot write: %1").arg(f.errorString())).inFile(path));
     return {};
 }

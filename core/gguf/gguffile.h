@@ -14,12 +14,14 @@
 
 #include "core/error.h"
 #include "core/gguf/ggmltype.h"
+#include "core/feedback.h"
 
 #include <QByteArray>
 #include <QFile>
 #include <QString>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -136,8 +138,13 @@ public:
     // `dims` fastest-varying first (ggml order); `data` must hold ggmlBytes(type, elements) bytes.
     Expected<void> addTensor(const QString &name, std::vector<std::int64_t> dims, GgmlType type,
                              std::vector<std::uint8_t> data);
-    // Atomic write (QSaveFile).
-    Expected<void> write(const QString &path) const;
+    // A tensor whose bytes `produce` makes when write() reaches it (one tensor in memory at a
+    // time); it must return exactly ggmlBytes(type, elements) bytes.
+    using Producer = std::function<Expected<std::vector<std::uint8_t>>()>;
+    Expected<void> addTensor(const QString &name, std::vector<std::int64_t> dims, GgmlType type, Producer produce);
+    // Atomic write (QSaveFile: a temporary file renamed into place), tensor by tensor; progress
+    // and cancellation through `feedback`.
+    Expected<void> write(const QString &path, Feedback *feedback = nullptr) const;
     // The whole file in memory (tests).
     QByteArray toBytes() const;
 
@@ -148,7 +155,14 @@ private:
         std::vector<std::int64_t> dims;
         GgmlType type;
         std::vector<std::uint8_t> data;
+        Producer produce;
+        std::int64_t bytes = 0;
     };
+    Expected<void> checkTensor(const QString &name, const std::vector<std::int64_t> &dims, GgmlType type,
+                               std::int64_t bytes) const;
+    QByteArray header(std::uint64_t *alignment) const;
+    template<typename Sink>
+    Expected<void> emitTo(Sink &&sink, Feedback *feedback) const;
     std::vector<std::pair<QString, GgufValue>> m_kv;
     std::vector<Tensor> m_tensors;
 };

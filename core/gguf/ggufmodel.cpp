@@ -143,16 +143,21 @@ QString typeOverrideName(GgmlType t)
 }
 
 // A trivial act-order index (g_idx[c] == c / groupSize) is the same as none.
-bool hasRealGroupIndex(const QuantizedTensor &q)
+bool hasRealGroupIndex(const std::vector<std::int32_t> &groupIndex, int groupSize, std::int64_t cols)
 {
-    if (q.groupIndex.empty())
+    if (groupIndex.empty())
         return false;
-    if (q.format.groupSize <= 0)
+    if (groupSize <= 0)
         return true;
-    for (std::int64_t c = 0; c < q.cols; ++c)
-        if (q.groupIndex[static_cast<std::size_t>(c)] != c / q.format.groupSize)
+    for (std::int64_t c = 0; c < cols; ++c)
+        if (groupIndex[static_cast<std::size_t>(c)] != c / groupSize)
             return true;
     return false;
+}
+
+bool hasRealGroupIndex(const QuantizedTensor &q)
+{
+    return hasRealGroupIndex(q.groupIndex, q.format.groupSize, q.cols);
 }
 
 QByteArray readFile(const QString &path)
@@ -341,7 +346,6 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
         if (feedback) {
             if (feedback->isCancelled())
                 return unexpected(fail(ErrorCode::Cancelled, QStringLiteral("export cancelled")));
-            feedback->setProgress(static_cast<double>(wi) / static_cast<double>(weights.size()));
         }
         if (c.tieWordEmbeddings && info.role == WeightRole::LmHead)
             continue;
@@ -361,55 +365,99 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
             const std::int64_t n = matrix ? rows : cols;
             order = ropeRowOrder(n, isQ ? c.numHeads : c.numKvHeads);
         }
-        std::vector<float> values;
-        const float *data = view.data;
-        if (!order.empty()) {
-            values = matrix ? permuteRows(view.data, rows, cols, order, false) : permuteRows(view.data, cols, 1, order, false);
-            data = values.data();
-        }
-        std::vector<std::uint8_t> bytes;
         std::vector<std::int64_t> dims = matrix ? std::vector<std::int64_t>{cols, rows} : std::vector<std::int64_t>{cols};
+        // The tensor's type is decided here; its bytes are made when the writer reaches it (one
+        // tensor at a time, dense ones a chunk of rows at a time).
+        const std::size_t index = report.tensors.size();
+        GgufWriter::Producer produce;
+        // Rows [r0, r1) of the values in llama.cpp's row order, quantized to t.
+        auto denseRows = [&model, name = info.name, order, matrix, rows, cols](GgmlType t) -> GgufWriter::Producer {
+            return [&model, name, order, matrix, rows, cols, t]() -> Expected<std::vector<std::uint8_t>> {
+                const MatrixView v = model.weight(name);
+                if (!matrix) {
+                    std::vector<float> values(static_cast<std::size_t>(cols));
+                    v.rowsToF32(0, 1, values.data());
+                    if (!order.empty())
+                        values = permuteRows(values.data(), cols, 1, order, false);
+                    return quantizeMatrix(t, values.data(), 1, cols);
+                }
+                const std::int64_t rowBytes = ggmlBytes(t, cols);
+                std::vector<std::uint8_t> out(static_cast<std::size_t>(rows * rowBytes));
+                const std::int64_t chunk = std::max<std::int64_t>(1, (std::int64_t(1) << 18) / cols);
+                std::vector<float> buf(static_cast<std::size_t>(std::min(chunk, rows) * cols));
+                for (std::int64_t r0 = 0; r0 < rows; r0 += chunk) {
+                    const std::int64_t r1 = std::min(rows, r0 + chunk);
+                    if (order.empty()) {
+                        v.rowsToF32(r0, r1, buf.data());
+                    } else {
+                        for (std::int64_t r = r0; r < r1; ++r) {
+                            const std::int64_t src = order[static_cast<std::size_t>(r)];
+                            v.rowsToF32(src, src + 1, buf.data() + (r - r0) * cols);
+                        }
+                    }
+                    for (std::int64_t r = r0; r < r1; ++r)
+                        quantizeRow(t, buf.data() + (r - r0) * cols, out.data() + r * rowBytes, cols);
+                }
+                return out;
+            };
+        };
         if (!matrix) {
             te.type = GgmlType::F32;
             te.kind = QStringLiteral("f32");
             te.how = QStringLiteral("F32 (norms and biases stay f32)");
-            bytes.resize(static_cast<std::size_t>(cols * 4));
-            std::memcpy(bytes.data(), data, bytes.size());
+            produce = denseRows(GgmlType::F32);
         } else if (const QuantizedLayer *ql = model.quantizedLayer(info.name)) {
-            QuantizedTensor q = ql->weights;
-            if (!hasRealGroupIndex(q))
-                q.groupIndex.clear();
-            const QString fmt = quantFormatName(q.format, ql->execution);
-            const auto exact = exactBlockType(q.format);
-            bool done = false;
-            if (exact && q.groupIndex.empty() && cols % 32 == 0 && ql->execution == Execution::WeightOnly) {
+            const QuantFormat &qf = ql->format();
+            const QString fmt = quantFormatName(qf, ql->execution);
+            const auto exact = exactBlockType(qf);
+            // The codes as llama.cpp's block type wants them (rows in its order, no trivial g_idx).
+            auto codes = [packed = ql->packed, order]() {
+                QuantizedTensor q = packed->unpack();
+                if (!hasRealGroupIndex(q))
+                    q.groupIndex.clear();
                 if (!order.empty())
                     q = permuteRows(q, order, false);
-                EncodeStats st;
-                auto enc = encodeQuantized(q, *exact, &st);
-                if (!enc)
-                    return unexpected(std::move(enc.error()).forTensor(info.name));
-                if (st.inexactGroups == 0 || !options.strictExact) {
-                    te.type = *exact;
-                    te.groups = st.groups;
-                    te.inexactGroups = st.inexactGroups;
-                    te.maxAbsDeviation = st.maxAbsDeviation;
-                    te.kind = st.inexactGroups == 0 ? QStringLiteral("exact") : QStringLiteral("rounded-min");
-                    te.how = st.inexactGroups == 0
-                                 ? QStringLiteral("exact Bitsmith codes and scales (%1)").arg(fmt)
-                                 : QStringLiteral("Bitsmith codes kept, min rounded to fp16 in %1 of %2 groups (%3)")
-                                       .arg(st.inexactGroups)
-                                       .arg(st.groups)
-                                       .arg(fmt);
-                    bytes = std::move(*enc);
-                    done = true;
+                return q;
+            };
+            bool useExact = false;
+            if (exact && !hasRealGroupIndex(ql->packed->groupIndex(), qf.groupSize, cols) && cols % 32 == 0
+                && ql->execution == Execution::WeightOnly) {
+                useExact = true;
+                if (options.strictExact) { // decided by encoding once (the bytes are made again when written)
+                    EncodeStats st;
+                    auto enc = encodeQuantized(codes(), *exact, &st);
+                    if (!enc)
+                        return unexpected(std::move(enc.error()).forTensor(info.name));
+                    useExact = st.inexactGroups == 0;
                 }
             }
-            if (!done) {
-                te.type = closestType(q.format.bits, cols);
+            if (useExact) {
+                te.type = *exact;
+                te.kind = QStringLiteral("exact");
+                te.how = QStringLiteral("exact Bitsmith codes and scales (%1)").arg(fmt);
+                produce = [codes, type = *exact, index, fmt, &report]() -> Expected<std::vector<std::uint8_t>> {
+                    EncodeStats st;
+                    auto enc = encodeQuantized(codes(), type, &st);
+                    if (!enc)
+                        return enc;
+                    GgufTensorExport &t = report.tensors[index];
+                    t.groups = st.groups;
+                    t.inexactGroups = st.inexactGroups;
+                    t.maxAbsDeviation = st.maxAbsDeviation;
+                    if (st.inexactGroups > 0) {
+                        t.kind = QStringLiteral("rounded-min");
+                        t.how = QStringLiteral("Bitsmith codes kept, min rounded to fp16 in %1 of %2 groups (%3)")
+                                    .arg(st.inexactGroups)
+                                    .arg(st.groups)
+                                    .arg(fmt);
+                    }
+                    return enc;
+                };
+            } else {
+                te.type = closestType(qf.bits, cols);
                 te.kind = QStringLiteral("requantized");
                 te.how = QStringLiteral("requantized (%1 -> %2)").arg(fmt, QLatin1String(ggmlTypeName(te.type)));
-                bytes = quantizeMatrix(te.type, data, rows, cols);
+                produce = denseRows(te.type);
             }
         } else {
             GgmlType t = GgmlType::F32;
@@ -425,10 +473,10 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
             te.kind = QStringLiteral("dense");
             te.how = options.denseType ? QStringLiteral("dense, quantized to %1").arg(QLatin1String(ggmlTypeName(t)))
                                        : QStringLiteral("dense");
-            bytes = quantizeMatrix(t, data, rows, cols);
+            produce = denseRows(t);
         }
-        te.bytes = static_cast<std::int64_t>(bytes.size());
-        if (auto added = w.addTensor(te.name, dims, te.type, std::move(bytes)); !added)
+        te.bytes = ggmlBytes(te.type, rows * cols);
+        if (auto added = w.addTensor(te.name, dims, te.type, std::move(produce)); !added)
             return unexpected(added.error());
         report.tensors.push_back(te);
     }
@@ -453,7 +501,9 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
                 report.tensorTypeOverrides << QLatin1Char('^') + escape(n) + QLatin1Char('$') + QLatin1Char('=') + ty;
     }
 
-    if (auto ok = w.write(path); !ok)
+    if (feedback)
+        feedback->setStatus(QStringLiteral("writing %1").arg(QFileInfo(path).fileName()));
+    if (auto ok = w.write(path, feedback); !ok)
         return unexpected(ok.error());
     report.fileBytes = QFileInfo(path).size();
     if (feedback)
@@ -612,23 +662,42 @@ Expected<std::shared_ptr<Model>> loadGgufModel(const QString &path, Feedback *fe
             order = ropeRowOrder(n, h);
         }
         const auto bytes = g.tensorBytes(t);
+        m.storedData = std::span<const std::byte>(reinterpret_cast<const std::byte *>(bytes.data()), bytes.size());
         if (m.shape.size() == 2)
             if (auto q = decodeToQuantized(t.type, bytes.data(), rows, cols)) {
+                // exact as b-bit codes: runs on the packed kernel; f32 rows come from it on demand
                 m.quantized = order.empty() ? std::move(*q) : permuteRows(*q, order, true);
-                m.values.resize(static_cast<std::size_t>(rows * cols));
-                m.quantized->dequantize(m.values.data());
+                m.fill = [](std::int64_t, std::int64_t, float *) {}; // replaced by the packed form when bound
                 tensors.push_back(std::move(m));
                 continue;
             }
-        m.values = g.dequantize(t);
-        if (!order.empty())
-            m.values = m.shape.size() == 2 ? permuteRows(m.values.data(), rows, cols, order, true)
-                                           : permuteRows(m.values.data(), cols, 1, order, true);
+        // Rows dequantized from the mapped file on demand (HF row d is stored row inverse[d]).
+        const GgmlType type = t.type;
+        const std::uint8_t *data = bytes.data();
+        if (m.shape.size() == 2) {
+            std::vector<std::int64_t> inverse;
+            if (!order.empty()) {
+                inverse.resize(order.size());
+                for (std::size_t r = 0; r < order.size(); ++r)
+                    inverse[static_cast<std::size_t>(order[r])] = static_cast<std::int64_t>(r);
+            }
+            const std::int64_t rowBytes = ggmlBytes(type, cols);
+            m.fill = [type, data, cols, rowBytes, inverse = std::move(inverse)](std::int64_t r0, std::int64_t r1, float *out) {
+                for (std::int64_t d = r0; d < r1; ++d) {
+                    const std::int64_t src = inverse.empty() ? d : inverse[static_cast<std::size_t>(d)];
+                    dequantizeRow(type, data + src * rowBytes, out + (d - r0) * cols, cols);
+                }
+            };
+        } else {
+            m.values = g.dequantize(t);
+            if (!order.empty())
+                m.values = permuteRows(m.values.data(), cols, 1, order, true);
+        }
         tensors.push_back(std::move(m));
     }
     if (feedback)
         feedback->setStatus(QStringLiteral("binding weights"));
-    return Model::fromTensors(path, *config, tokenizer, std::move(tensors), feedback);
+    return Model::fromTensors(path, *config, tokenizer, std::move(tensors), feedback, *opened);
 }
 
 } // namespace bitsmith::core::gguf

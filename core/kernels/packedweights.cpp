@@ -165,17 +165,103 @@ Expected<PackedWeights> PackedWeights::fromPacked(std::int64_t rows, std::int64_
     p.buildColumnOrder();
     p.m_codes.assign(static_cast<std::size_t>(rows * rowBytes + kTailPadding), 0);
     std::copy(bytes.begin(), bytes.end(), p.m_codes.begin());
+    if (auto ok = p.checkPadding(); !ok)
+        return unexpected(ok.error());
+    return p;
+}
+
+Expected<void> PackedWeights::checkPadding() const
+{
+    const std::int64_t rows = m_rows, rowBytes = m_rowBytes, cols = m_cols;
+    const QuantFormat &format = m_format;
+    const std::uint8_t *codes = codesBase();
     // Padding bits at the end of a row must be zero: it keeps the encoding canonical, so the same
     // tensor always serialises to the same bytes (content hashes of compressed folders rely on it).
     const int tailBits = static_cast<int>(rowBytes * 8 - cols * format.bits);
     if (tailBits > 0) {
         const auto mask = static_cast<std::uint8_t>(0xFFu << (8 - tailBits));
         for (std::int64_t r = 0; r < rows; ++r)
-            if (p.m_codes[static_cast<std::size_t>(r * rowBytes + rowBytes - 1)] & mask)
+            if (codes[static_cast<std::size_t>(r * rowBytes + rowBytes - 1)] & mask)
                 return unexpected(fail(ErrorCode::Format,
                                        QStringLiteral("packed weights: non-zero padding bits at the end of row %1").arg(r)));
     }
+    return {};
+}
+
+Expected<PackedWeights> PackedWeights::fromPackedInPlace(std::int64_t rows, std::int64_t cols, QuantFormat format,
+                                                         std::span<const std::uint8_t> bytes, std::size_t readableAfter,
+                                                         std::shared_ptr<const void> keepAlive, std::vector<float> scales,
+                                                         std::vector<float> zeros, std::vector<std::int32_t> groupIndex)
+{
+    if (readableAfter < static_cast<std::size_t>(kTailPadding) || !keepAlive)
+        return fromPacked(rows, cols, format, bytes, std::move(scales), std::move(zeros), std::move(groupIndex));
+    if (QString msg = checkParts(rows, cols, format, scales, zeros, groupIndex); !msg.isEmpty())
+        return unexpected(fail(ErrorCode::Format, QStringLiteral("packed weights: ") + msg));
+    const std::int64_t rowBytes = rowBytesFor(cols, format.bits);
+    if (bytes.size() != static_cast<std::size_t>(rows * rowBytes))
+        return unexpected(fail(ErrorCode::Format, QStringLiteral("packed weights: %1 code bytes, expected %2 "
+                                                                 "(%3 rows x %4 bytes)")
+                                                      .arg(bytes.size())
+                                                      .arg(rows * rowBytes)
+                                                      .arg(rows)
+                                                      .arg(rowBytes)));
+    PackedWeights p;
+    p.m_rows = rows;
+    p.m_cols = cols;
+    p.m_format = format;
+    p.m_groupsPerRow = groupsFor(cols, format);
+    p.m_rowBytes = rowBytes;
+    p.m_scales = std::move(scales);
+    p.m_zeros = std::move(zeros);
+    p.m_groupIndex = std::move(groupIndex);
+    p.buildColumnOrder();
+    p.m_external = std::move(keepAlive);
+    p.m_externalCodes = bytes.data();
+    if (auto ok = p.checkPadding(); !ok)
+        return unexpected(ok.error());
     return p;
+}
+
+void PackedWeights::dequantizeRows(std::int64_t r0, std::int64_t r1, float *out) const
+{
+    for (std::int64_t r = r0; r < r1; ++r) {
+        float *dst = out + (r - r0) * m_cols;
+        for (const GroupRun &run : m_runs) {
+            const float s = scale(r, run.group), z = zeroPoint(r, run.group);
+            for (std::int64_t j = run.begin; j < run.end; ++j) {
+                const std::int64_t c = m_columnOrder.empty() ? j : m_columnOrder[static_cast<std::size_t>(j)];
+                dst[c] = s * (static_cast<float>(code(r, j)) - z);
+            }
+        }
+    }
+}
+
+double PackedWeights::zeroFraction() const
+{
+    if (m_rows * m_cols == 0)
+        return 0.0;
+    std::int64_t zeros = 0;
+    for (std::int64_t r = 0; r < m_rows; ++r)
+        for (const GroupRun &run : m_runs) {
+            const float s = scale(r, run.group), z = zeroPoint(r, run.group);
+            if (s == 0.0f) {
+                zeros += run.end - run.begin;
+                continue;
+            }
+            const int zc = static_cast<int>(z);
+            if (static_cast<float>(zc) != z)
+                continue;
+            for (std::int64_t j = run.begin; j < run.end; ++j)
+                zeros += code(r, j) == zc;
+        }
+    return static_cast<double>(zeros) / static_cast<double>(m_rows * m_cols);
+}
+
+std::int64_t PackedWeights::residentBytes() const
+{
+    return static_cast<std::int64_t>(m_codes.size() + 4 * (m_scales.size() + m_zeros.size() + m_groupIndex.size() +
+                                                          m_columnOrder.size()) +
+                                     sizeof(GroupRun) * m_runs.size());
 }
 
 QuantizedTensor PackedWeights::unpack() const

@@ -31,6 +31,7 @@
 #include "core/quant/quantizedtensor.h"
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -66,8 +67,24 @@ public:
                                               std::span<const std::uint8_t> bytes, std::vector<float> scales,
                                               std::vector<float> zeros, std::vector<std::int32_t> groupIndex);
 
+    // Like fromPacked(), but the code bytes stay where they are (a memory-mapped file) instead of
+    // being copied: `keepAlive` owns them, and `readableAfter` bytes after them must be readable
+    // (the kernels' tail padding; with fewer, the codes are copied after all).
+    static Expected<PackedWeights> fromPackedInPlace(std::int64_t rows, std::int64_t cols, QuantFormat format,
+                                                     std::span<const std::uint8_t> bytes, std::size_t readableAfter,
+                                                     std::shared_ptr<const void> keepAlive, std::vector<float> scales,
+                                                     std::vector<float> zeros, std::vector<std::int32_t> groupIndex);
+
     // The original tensor, exactly (codes in original column order, same scales/zeros/index).
     QuantizedTensor unpack() const;
+    // Rows [r0, r1) dequantized to f32, original column order (out: (r1 - r0) x cols).
+    void dequantizeRows(std::int64_t r0, std::int64_t r1, float *out) const;
+    // Fraction of weights that dequantize to exactly zero.
+    double zeroFraction() const;
+    // Whether the codes live outside this object (a mapped file).
+    bool codesInPlace() const { return m_external != nullptr; }
+    // Bytes held in memory by this object (codes unless in place, scales, zeros, indices).
+    std::int64_t residentBytes() const;
 
     std::int64_t rows() const { return m_rows; }
     std::int64_t cols() const { return m_cols; }
@@ -79,10 +96,10 @@ public:
     // The serialised code bytes: rows * rowBytes(), without the in-memory tail padding.
     std::span<const std::uint8_t> packedCodes() const
     {
-        return {m_codes.data(), static_cast<std::size_t>(m_rows * m_rowBytes)};
+        return {codesBase(), static_cast<std::size_t>(m_rows * m_rowBytes)};
     }
     // Start of row r's bit-stream; at least kTailPadding readable bytes follow the last row.
-    const std::uint8_t *rowData(std::int64_t r) const { return m_codes.data() + r * m_rowBytes; }
+    const std::uint8_t *rowData(std::int64_t r) const { return codesBase() + r * m_rowBytes; }
 
     const std::vector<float> &scales() const { return m_scales; }
     const std::vector<float> &zeros() const { return m_zeros; }
@@ -114,13 +131,17 @@ public:
 private:
     // Fills m_columnOrder and m_runs from the format and group index.
     void buildColumnOrder();
+    Expected<void> checkPadding() const;
+    const std::uint8_t *codesBase() const { return m_external ? m_externalCodes : m_codes.data(); }
 
     std::int64_t m_rows = 0;
     std::int64_t m_cols = 0;
     QuantFormat m_format;
     std::int64_t m_groupsPerRow = 0;
     std::int64_t m_rowBytes = 0;
-    std::vector<std::uint8_t> m_codes; // rows * rowBytes + kTailPadding
+    std::vector<std::uint8_t> m_codes; // rows * rowBytes + kTailPadding (empty when in place)
+    std::shared_ptr<const void> m_external; // owner of m_externalCodes when the codes are in place
+    const std::uint8_t *m_externalCodes = nullptr;
     std::vector<float> m_scales;
     std::vector<float> m_zeros;
     std::vector<std::int32_t> m_groupIndex;

@@ -44,7 +44,7 @@ Expected<Sparse24Weights> Sparse24Weights::fromDense(MatrixView w, bool int8)
     s.m_values.assign(static_cast<std::size_t>(w.rows * w.cols / 2), 0.0f);
     s.m_indices.assign(static_cast<std::size_t>(w.rows * chunks), 0u);
     for (std::int64_t r = 0; r < w.rows; ++r) {
-        const float *row = w.data + r * w.cols;
+        const float *row = w.data() + r * w.cols;
         for (std::int64_t ch = 0; ch < chunks; ++ch) {
             float *vals = s.m_values.data() + (r * chunks + ch) * 16;
             std::uint32_t bits = 0;
@@ -653,7 +653,7 @@ Expected<CsrWeights> CsrWeights::fromDense(MatrixView w)
     s.m_rowPtr.push_back(0);
     for (std::int64_t r = 0; r < w.rows; ++r) {
         for (std::int64_t c = 0; c < w.cols; ++c) {
-            const float v = w.data[r * w.cols + c];
+            const float v = w.data()[r * w.cols + c];
             if (!std::isfinite(v))
                 return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("weights contain NaN or Inf")).forParameter(QStringLiteral("weights")));
             if (v != 0.0f) {
@@ -696,7 +696,7 @@ std::unique_ptr<LinearKernel> makeSparseLinearIfPays(MatrixView w, MatrixView bi
     std::int64_t zeros = 0;
     const std::int64_t n = w.rows * w.cols;
     for (std::int64_t i = 0; i < n; ++i)
-        zeros += w.data[i] == 0.0f;
+        zeros += w.data()[i] == 0.0f;
     if (zeros * 4 < n) // below 25% zeros nothing sparse pays
         return nullptr;
     SparseKernelOptions o;
@@ -704,13 +704,13 @@ std::unique_ptr<LinearKernel> makeSparseLinearIfPays(MatrixView w, MatrixView bi
     o.denseWeight = w;
     if (zeros * 2 >= n && w.cols % Sparse24Weights::kChunk == 0) {
         if (auto s = Sparse24Weights::fromDense(w); s)
-            return makeSparse24Linear(std::make_shared<const Sparse24Weights>(std::move(*s)), bias.data, o);
+            return makeSparse24Linear(std::make_shared<const Sparse24Weights>(std::move(*s)), bias.data(), o);
     }
     if (static_cast<double>(zeros) >= kCsrMinSparsity * static_cast<double>(n)) {
         if (static_cast<double>(zeros) >= kCsrAlwaysSparsity * static_cast<double>(n))
             o.denseAboveRows = kCsrDenseAboveRowsVerySparse;
         if (auto s = CsrWeights::fromDense(w); s)
-            return makeCsrLinear(std::make_shared<const CsrWeights>(std::move(*s)), bias.data, o);
+            return makeCsrLinear(std::make_shared<const CsrWeights>(std::move(*s)), bias.data(), o);
     }
     return nullptr;
 }
@@ -732,7 +732,7 @@ std::unique_ptr<LinearKernel> makeSparseQuantizedLinearIfPays(const QuantizedTen
     SparseKernelOptions o;
     o.denseAboveRows = kSparseDenseAboveRows;
     o.denseWeight = dequantized;
-    return makeSparse24Linear(std::make_shared<const Sparse24Weights>(std::move(*s)), bias.data, o);
+    return makeSparse24Linear(std::make_shared<const Sparse24Weights>(std::move(*s)), bias.data(), o);
 }
 
 } // namespace bitsmith::core

@@ -92,7 +92,7 @@ std::vector<float> magnitudeScores(MatrixView w)
 {
     std::vector<float> s(static_cast<std::size_t>(w.rows * w.cols));
     for (std::size_t i = 0; i < s.size(); ++i)
-        s[i] = std::abs(w.data[i]);
+        s[i] = std::abs(w.data()[i]);
     return s;
 }
 
@@ -104,7 +104,7 @@ std::vector<float> wandaScores(MatrixView w, std::span<const double> meanSquare,
     std::vector<float> s(static_cast<std::size_t>(w.rows * w.cols));
     for (std::int64_t r = 0; r < w.rows; ++r)
         for (std::int64_t c = 0; c < w.cols; ++c)
-            s[static_cast<std::size_t>(r * w.cols + c)] = std::abs(w.data[r * w.cols + c]) * norm[static_cast<std::size_t>(c)];
+            s[static_cast<std::size_t>(r * w.cols + c)] = std::abs(w.data()[r * w.cols + c]) * norm[static_cast<std::size_t>(c)];
     return s;
 }
 
@@ -112,7 +112,7 @@ std::vector<float> applyMask(MatrixView w, std::span<const std::uint8_t> mask)
 {
     std::vector<float> out(static_cast<std::size_t>(w.rows * w.cols));
     for (std::size_t i = 0; i < out.size(); ++i)
-        out[i] = mask[i] ? w.data[i] : 0.0f;
+        out[i] = mask[i] ? w.data()[i] : 0.0f;
     return out;
 }
 
@@ -126,7 +126,7 @@ bool satisfiesPattern(MatrixView w, SparsityPattern pattern)
         for (std::int64_t c = 0; c < w.cols; c += pattern.m) {
             int nonzero = 0;
             for (int k = 0; k < pattern.m; ++k)
-                nonzero += w.data[r * w.cols + c + k] != 0.0f;
+                nonzero += w.data()[r * w.cols + c + k] != 0.0f;
             if (nonzero > pattern.n)
                 return false;
         }

@@ -43,7 +43,7 @@ Expected<SparseGptResult> sparseGptPrune(MatrixView w, const Eigen::MatrixXd &he
 
     const std::int64_t rows = w.rows, cols = w.cols;
     using RowMajorF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    Eigen::MatrixXd W = Eigen::Map<const RowMajorF>(w.data, rows, cols).cast<double>();
+    Eigen::MatrixXd W = Eigen::Map<const RowMajorF>(w.data(), rows, cols).cast<double>();
     Eigen::MatrixXd H = hessian;
     SparseGptResult result;
     for (std::int64_t c = 0; c < cols; ++c)

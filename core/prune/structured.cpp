@@ -118,7 +118,7 @@ Expected<StructuredImportance> structuredImportance(std::shared_ptr<const Model>
             for (int j = h * hd; j < (h + 1) * hd; ++j) {
                 act += hook.m_oSq[static_cast<std::size_t>(b)][static_cast<std::size_t>(j)] / n;
                 for (std::int64_t r = 0; r < w.o.rows; ++r)
-                    weight += static_cast<double>(w.o.data[r * w.o.cols + j]) * w.o.data[r * w.o.cols + j];
+                    weight += static_cast<double>(w.o.data()[r * w.o.cols + j]) * w.o.data()[r * w.o.cols + j];
             }
             heads[static_cast<std::size_t>(h)] = std::sqrt(act) * std::sqrt(weight);
         }
@@ -126,7 +126,7 @@ Expected<StructuredImportance> structuredImportance(std::shared_ptr<const Model>
         for (int j = 0; j < c.intermediateSize; ++j) {
             double weight = 0.0;
             for (std::int64_t r = 0; r < w.down.rows; ++r)
-                weight += static_cast<double>(w.down.data[r * w.down.cols + j]) * w.down.data[r * w.down.cols + j];
+                weight += static_cast<double>(w.down.data()[r * w.down.cols + j]) * w.down.data()[r * w.down.cols + j];
             neurons[static_cast<std::size_t>(j)] = hook.m_downAbs[static_cast<std::size_t>(b)][static_cast<std::size_t>(j)] / n * std::sqrt(weight);
         }
         imp.heads.push_back(std::move(heads));

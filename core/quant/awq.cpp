@@ -29,10 +29,10 @@ public:
     {
         if (m_useGram) {
             HessianAccumulator acc(x.cols);
-            acc.add(x.data, x.rows);
+            acc.add(x.data(), x.rows);
             m_gram = acc.hessian() * (static_cast<double>(x.rows) / 2.0); // H = (2/n) XᵀX
         } else {
-            m_x = Eigen::Map<const RowMajorF>(x.data, x.rows, x.cols).cast<double>();
+            m_x = Eigen::Map<const RowMajorF>(x.data(), x.rows, x.cols).cast<double>();
         }
     }
 
@@ -93,7 +93,7 @@ std::vector<float> scaleColumns(MatrixView m, std::span<const float> s, bool div
     std::vector<float> out(static_cast<std::size_t>(m.rows * m.cols));
     for (std::int64_t r = 0; r < m.rows; ++r)
         for (std::int64_t c = 0; c < m.cols; ++c) {
-            const float v = m.data[r * m.cols + c];
+            const float v = m.data()[r * m.cols + c];
             out[static_cast<std::size_t>(r * m.cols + c)] = divide ? v / s[static_cast<std::size_t>(c)]
                                                                    : v * s[static_cast<std::size_t>(c)];
         }
@@ -113,7 +113,7 @@ Expected<AwqScaleResult> awqSearchScales(MatrixView x, std::span<const MatrixVie
     std::vector<double> meanAbs(static_cast<std::size_t>(in), 0.0);
     for (std::int64_t t = 0; t < x.rows; ++t)
         for (std::int64_t j = 0; j < in; ++j)
-            meanAbs[static_cast<std::size_t>(j)] += std::fabs(static_cast<double>(x.data[t * in + j]));
+            meanAbs[static_cast<std::size_t>(j)] += std::fabs(static_cast<double>(x.data()[t * in + j]));
     for (double &v : meanAbs)
         v /= static_cast<double>(x.rows);
 
@@ -145,7 +145,7 @@ Expected<AwqScaleResult> awqSearchScales(MatrixView x, std::span<const MatrixVie
             for (std::int64_t r = 0; r < w.rows; ++r)
                 for (std::int64_t c = 0; c < in; ++c) {
                     const float restored = q->value(r, c) / s[static_cast<std::size_t>(c)];
-                    delta(r, c) = static_cast<double>(w.data[r * in + c]) - static_cast<double>(restored);
+                    delta(r, c) = static_cast<double>(w.data()[r * in + c]) - static_cast<double>(restored);
                 }
             loss += outputError.rowErrors(delta, 0).sum() / (static_cast<double>(x.rows) * static_cast<double>(w.rows));
         }
@@ -194,7 +194,7 @@ Expected<std::vector<float>> awqSearchClip(MatrixView x, MatrixView w, const Qua
         for (std::int64_t r = 0; r < rows; ++r)
             for (std::int64_t k = 0; k < len; ++k)
                 maxAbs[static_cast<std::size_t>(r)] = std::max(maxAbs[static_cast<std::size_t>(r)],
-                                                              std::fabs(w.data[r * cols + begin + k]));
+                                                              std::fabs(w.data()[r * cols + begin + k]));
         std::vector<double> bestError(static_cast<std::size_t>(rows), std::numeric_limits<double>::infinity());
         RowMajorD delta(rows, len);
         for (int i = 0; i < options.clipSteps; ++i) {
@@ -204,7 +204,7 @@ Expected<std::vector<float>> awqSearchClip(MatrixView x, MatrixView w, const Qua
             for (std::int64_t r = 0; r < rows; ++r) {
                 const float c = maxAbs[static_cast<std::size_t>(r)] * factor;
                 clip[static_cast<std::size_t>(r)] = c;
-                const float *src = w.data + r * cols + begin;
+                const float *src = w.data() + r * cols + begin;
                 for (std::int64_t k = 0; k < len; ++k)
                     clamped[static_cast<std::size_t>(k)] = std::clamp(src[k], -c, c);
                 const QuantParams p = findParams(clamped.data(), len, format, false);

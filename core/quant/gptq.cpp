@@ -103,7 +103,7 @@ Expected<GptqResult> gptqQuantize(MatrixView w, const Eigen::MatrixXd &hessian, 
     const std::int64_t groupSize = grouped ? format.groupSize : cols;
 
     // Column-major, so that the column GPTQ works on is contiguous.
-    Eigen::MatrixXf W = Eigen::Map<const RowMajorF>(w.data, rows, cols);
+    Eigen::MatrixXf W = Eigen::Map<const RowMajorF>(w.data(), rows, cols);
     Eigen::MatrixXd H = hessian;
 
     GptqResult result;

@@ -42,7 +42,7 @@ Expected<void> requireFinite(MatrixView m, const QString &what)
 {
     const std::int64_t n = m.rows * m.cols;
     for (std::int64_t i = 0; i < n; ++i) {
-        if (!std::isfinite(m.data[i]))
+        if (!std::isfinite(m.data()[i]))
             return unexpected(fail(ErrorCode::InvalidArgument,
                                    QStringLiteral("%1 contain NaN or Inf (row %2, column %3)")
                                        .arg(what)
@@ -134,10 +134,10 @@ Expected<QuantizedTensor> quantizeRtn(MatrixView w, const QuantFormat &format, b
     t.scales.resize(static_cast<std::size_t>(w.rows * groups));
     t.zeros.resize(static_cast<std::size_t>(w.rows * groups));
 
-    const float *src = w.data;
+    const float *src = w.data();
     std::vector<float> clipped;
     if (clip) {
-        clipped.assign(w.data, w.data + w.rows * w.cols);
+        clipped.assign(w.data(), w.data() + w.rows * w.cols);
         for (std::int64_t r = 0; r < w.rows; ++r) {
             for (std::int64_t g = 0; g < groups; ++g) {
                 const float c = clip[r * groups + g];

@@ -21,7 +21,7 @@ std::vector<float> columnAbsMax(MatrixView x)
     std::vector<float> out(static_cast<std::size_t>(x.cols), 0.0f);
     for (std::int64_t t = 0; t < x.rows; ++t)
         for (std::int64_t j = 0; j < x.cols; ++j)
-            out[static_cast<std::size_t>(j)] = std::max(out[static_cast<std::size_t>(j)], std::fabs(x.data[t * x.cols + j]));
+            out[static_cast<std::size_t>(j)] = std::max(out[static_cast<std::size_t>(j)], std::fabs(x.data()[t * x.cols + j]));
     return out;
 }
 
@@ -54,7 +54,7 @@ Expected<std::vector<float>> smoothQuantScales(std::span<const float> activation
         for (std::int64_t r = 0; r < w.rows; ++r)
             for (std::int64_t j = 0; j < in; ++j)
                 weightMax[static_cast<std::size_t>(j)] = std::max(weightMax[static_cast<std::size_t>(j)],
-                                                                  std::fabs(static_cast<double>(w.data[r * in + j])));
+                                                                  std::fabs(static_cast<double>(w.data()[r * in + j])));
     }
 
     std::vector<float> s(static_cast<std::size_t>(in));

@@ -77,10 +77,10 @@ Expected<TrainModel> TrainModel::fromModel(const Model &model, bool freezeZeros)
         if (v.empty())
             return unexpected(fail(ErrorCode::Format, QStringLiteral("no f32 view of a weight")).forTensor(w.name));
         const bool matrix = isLinearRole(w.role) || w.role == WeightRole::Embedding || w.role == WeightRole::LmHead;
-        const int i = m.add(w.name, v.rows, v.cols, v.data, matrix);
+        const int i = m.add(w.name, v.rows, v.cols, v.data(), matrix);
         Parameter &p = m.m_params[static_cast<std::size_t>(i)];
         if (const QuantizedLayer *q = model.quantizedLayer(w.name)) {
-            p.grid = q->weights;
+            p.grid = q->unpacked();
             p.grid->codes.clear();
             p.grid->codes.shrink_to_fit();
             p.execution = q->execution;

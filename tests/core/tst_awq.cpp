@@ -27,8 +27,8 @@ using RowMajorF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Ro
 // mean((X·Wᵀ − X·W'ᵀ)²) in double.
 double outputMse(MatrixView x, MatrixView w, const std::vector<float> &wq)
 {
-    const Eigen::MatrixXd xd = Eigen::Map<const RowMajorF>(x.data, x.rows, x.cols).cast<double>();
-    const Eigen::MatrixXd d = (Eigen::Map<const RowMajorF>(w.data, w.rows, w.cols)
+    const Eigen::MatrixXd xd = Eigen::Map<const RowMajorF>(x.data(), x.rows, x.cols).cast<double>();
+    const Eigen::MatrixXd d = (Eigen::Map<const RowMajorF>(w.data(), w.rows, w.cols)
                                - Eigen::Map<const RowMajorF>(wq.data(), w.rows, w.cols))
                                   .cast<double>();
     return (xd * d.transpose()).squaredNorm() / static_cast<double>(x.rows * w.rows);

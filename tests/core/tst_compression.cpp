@@ -70,9 +70,9 @@ private slots:
         for (const QuantizedLayer &q : result->model->quantizedLayers()) {
             auto direct = quantizeRtn(m_model->weight(q.tensor), QuantFormat{4, 128, false});
             QVERIFY(direct);
-            QCOMPARE(q.weights.codes, direct->codes);
-            QCOMPARE(q.weights.scales, direct->scales);
-            QCOMPARE(q.weights.zeros, direct->zeros);
+            QCOMPARE(q.unpacked().codes, direct->codes);
+            QCOMPARE(q.unpacked().scales, direct->scales);
+            QCOMPARE(q.unpacked().zeros, direct->zeros);
         }
         // 4 bits + (16-bit scale + 4-bit zero) / 128 = 4.15625 bits per weight
         QCOMPARE(result->effectiveBitsPerWeight, 4.15625);
@@ -111,8 +111,8 @@ private slots:
         for (const QuantizedLayer &q : result->model->quantizedLayers()) {
             const QuantizedLayer *r = (*reloaded)->quantizedLayer(q.tensor);
             QVERIFY(r);
-            QCOMPARE(r->weights.codes, q.weights.codes);
-            QCOMPARE(r->weights.scales, q.weights.scales);
+            QCOMPARE(r->unpacked().codes, q.unpacked().codes);
+            QCOMPARE(r->unpacked().scales, q.unpacked().scales);
         }
         QCOMPARE((*reloaded)->totalStoredBytes(), result->model->totalStoredBytes());
         // identical logits on the quantized kernels; the dense f32 path on the dequantized

@@ -127,11 +127,11 @@ private slots:
                 for (int i = 0; i < 2; ++i)
                     for (int col : {0, 17, 255})
                         QCOMPARE(fileQ[static_cast<std::size_t>((h * 64 + 2 * j + i) * 256 + col)],
-                                 hfQ.data[(h * 64 + i * 32 + j) * 256 + col]);
+                                 hfQ.data()[(h * 64 + i * 32 + j) * 256 + col]);
         const gguf::GgufTensorInfo *v = g.findTensor(QStringLiteral("blk.0.attn_v.weight"));
         const std::vector<float> fileV = g.dequantize(*v);
         const MatrixView hfV = m_model->weight(QStringLiteral("model.layers.0.self_attn.v_proj.weight"));
-        QCOMPARE(fileV[300], hfV.data[300]); // v is not permuted
+        QCOMPARE(fileV[300], hfV.data()[300]); // v is not permuted
     }
 
     // The dense export reads back with identical weights and logits (BF16 kept as BF16).
@@ -146,7 +146,7 @@ private slots:
         for (const WeightInfo &w : m_model->weights()) {
             const MatrixView a = m_model->weight(w.name), b = (*back)->weight(w.name);
             QVERIFY2(!b.empty(), qPrintable(w.name));
-            QVERIFY(std::memcmp(a.data, b.data, static_cast<std::size_t>(a.rows * a.cols) * 4) == 0);
+            QVERIFY(std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.rows * a.cols) * 4) == 0);
         }
         QCOMPARE(maxAbsDiff(logitsOf(m_model, m_ids), logitsOf(*back, m_ids)), 0.0f);
         QCOMPARE((*back)->weights()[1].format, QStringLiteral("F32"));
@@ -185,8 +185,8 @@ private slots:
         for (const QuantizedLayer &q : compressed->quantizedLayers()) {
             const QuantizedLayer *r = (*back)->quantizedLayer(q.tensor);
             QVERIFY(r);
-            QVERIFY(r->weights.codes == q.weights.codes); // q/k un-permuted too
-            QVERIFY(r->weights.scales == q.weights.scales);
+            QVERIFY(r->unpacked().codes == q.unpacked().codes); // q/k un-permuted too
+            QVERIFY(r->unpacked().scales == q.unpacked().scales);
         }
         QCOMPARE(maxAbsDiff(logitsOf(compressed, m_ids), logitsOf(*back, m_ids)), 0.0f);
         QCOMPARE((*back)->weights()[2].format, type);
@@ -214,7 +214,7 @@ private slots:
             const MatrixView bitsmith = compressed->weight(t.source);
             float dev = 0;
             for (std::size_t i = 0; i < values.size(); ++i)
-                dev = std::max(dev, std::fabs(values[i] - bitsmith.data[i]));
+                dev = std::max(dev, std::fabs(values[i] - bitsmith.data()[i]));
             QVERIFY2(dev <= t.maxAbsDeviation * 1.001 + 1e-7, qPrintable(QStringLiteral("%1 %2 > %3").arg(t.name).arg(dev).arg(t.maxAbsDeviation)));
         }
         QVERIFY(inexact > 0);
@@ -350,7 +350,7 @@ private slots:
             const std::vector<float> fileBias = (*file)->dequantize(*(*file)->findTensor(QStringLiteral("blk.0.attn_q.bias")));
             const MatrixView hf = (*model)->weight(QStringLiteral("model.layers.0.self_attn.q_proj.bias"));
             for (int j = 0; j < 8; ++j)
-                QCOMPARE(fileBias[static_cast<std::size_t>(qwen ? 2 * j + 1 : 2 * j + 1)], hf.data[qwen ? 2 * j + 1 : 8 + j]);
+                QCOMPARE(fileBias[static_cast<std::size_t>(qwen ? 2 * j + 1 : 2 * j + 1)], hf.data()[qwen ? 2 * j + 1 : 8 + j]);
         }
         auto back = Model::load(path);
         QVERIFY2(back, back ? "" : qPrintable(back.error().toString()));
@@ -382,7 +382,7 @@ private slots:
         QVERIFY((*back2)->quantizedLayers().empty());
         for (const QuantizedLayer &q : compressed->quantizedLayers()) {
             const MatrixView a = compressed->weight(q.tensor), b = (*back2)->weight(q.tensor);
-            QVERIFY(std::memcmp(a.data, b.data, static_cast<std::size_t>(a.rows * a.cols) * 4) == 0);
+            QVERIFY(std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.rows * a.cols) * 4) == 0);
         }
         const QString ggufPath = m_dir.filePath(QStringLiteral("forhf.gguf"));
         QVERIFY(gguf::exportGguf(*m_model, ggufPath));
@@ -444,7 +444,7 @@ private slots:
         QCOMPARE(qc.value(QLatin1String("desc_act")).toBool(), false);
         QCOMPARE(qc.value(QLatin1String("sym")).toBool(), false);
         const bool anyZero = std::any_of(compressed->quantizedLayers().begin(), compressed->quantizedLayers().end(),
-                                         [](const QuantizedLayer &l) { return std::count(l.weights.zeros.begin(), l.weights.zeros.end(), 0.0f) > 0; });
+                                         [](const QuantizedLayer &l) { return std::count(l.packed->zeros().begin(), l.packed->zeros().end(), 0.0f) > 0; });
         QCOMPARE(qc.value(QLatin1String("checkpoint_format")).toString(), anyZero ? QStringLiteral("gptq_v2") : QStringLiteral("gptq"));
         const QJsonObject dyn = qc.value(QLatin1String("dynamic")).toObject();
         QCOMPARE(dyn.size(), 8); // the down projections at 8 bits
@@ -455,7 +455,7 @@ private slots:
         const TensorRecord *qw = (*file)->find(QStringLiteral("model.layers.2.self_attn.v_proj.qweight"));
         QVERIFY(qw);
         QVERIFY((qw->shape == std::vector<std::int64_t>{256 * 4 / 32, 128}));
-        const auto expected = packGptqWeight(q->weights);
+        const auto expected = packGptqWeight(q->unpacked());
         QVERIFY(std::memcmp(qw->data, expected.data(), expected.size() * 4) == 0);
         const TensorRecord *sc = (*file)->find(QStringLiteral("model.layers.2.self_attn.v_proj.scales"));
         QVERIFY((sc->shape == std::vector<std::int64_t>{2, 128}));

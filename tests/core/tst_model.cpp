@@ -64,7 +64,7 @@ private slots:
         QCOMPARE((*m)->totalStoredBytes(), (*m)->totalParameters() * qint64(dtypeSize(s.dtype)));
         QVERIFY(!(*m)->tokenizer()); // no tokenizer.json: allowed
         if (tied)
-            QCOMPARE((*m)->lmHead().data, (*m)->embedding().data);
+            QCOMPARE((*m)->lmHead().data(), (*m)->embedding().data());
     }
 
     void brokenCheckpoints_data()

@@ -88,7 +88,7 @@ bool writeModelCopy(const Model &m, const QString &folder)
     for (const WeightInfo &w : m.weights()) {
         const MatrixView v = m.weight(w.name);
         tensors.push_back({w.name, DType::F32, w.shape,
-                           std::span<const std::byte>(reinterpret_cast<const std::byte *>(v.data), static_cast<std::size_t>(v.rows * v.cols * 4))});
+                           std::span<const std::byte>(reinterpret_cast<const std::byte *>(v.data()), static_cast<std::size_t>(v.rows * v.cols * 4))});
     }
     return static_cast<bool>(writeSafetensors(folder + QStringLiteral("/model.safetensors"), tensors));
 }
@@ -373,7 +373,7 @@ private slots:
             auto mask = selectMask(magnitudeScores(src), src.rows, src.cols, 0, SparsityPattern{2, 4}, MaskScope::Row);
             QVERIFY(mask);
             for (std::int64_t i = 0; i < src.rows * src.cols; ++i)
-                QCOMPARE(got.data[i], (*mask)[static_cast<std::size_t>(i)] ? src.data[i] : 0.0f);
+                QCOMPARE(got.data()[i], (*mask)[static_cast<std::size_t>(i)] ? src.data()[i] : 0.0f);
         }
         const QString out = dir.filePath(QStringLiteral("pruned"));
         QVERIFY(writeCompressedModel(*result, **model, out));

@@ -120,7 +120,7 @@ private slots:
         for (int layer : {0, 3, 4, 6}) {
             const QString tensor = m_analysis->layerName(layer) + QStringLiteral(".weight");
             const MatrixView w = m_model->weight(tensor);
-            auto same = m_analysis->measureCached(layer, w.data);
+            auto same = m_analysis->measureCached(layer, w.data());
             QVERIFY(same);
             QVERIFY2(std::abs(same->deltaLoss) < 1e-7 && std::abs(same->kl) < 1e-7,
                      qPrintable(QStringLiteral("layer %1: %2 %3").arg(layer).arg(same->deltaLoss).arg(same->kl)));
@@ -144,12 +144,12 @@ private slots:
                 // The two largest |w| of each 4 survive unchanged, the others are zero.
                 std::vector<std::pair<float, int>> g;
                 for (int k = 0; k < 4; ++k)
-                    g.push_back({std::abs(w.data[r * w.cols + c + k]), k});
+                    g.push_back({std::abs(w.data()[r * w.cols + c + k]), k});
                 std::stable_sort(g.begin(), g.end(), [](auto a, auto b) { return a.first > b.first; });
                 for (int k = 0; k < 4; ++k) {
                     const float got = mag->weights[static_cast<std::size_t>(r * w.cols + c + g[k].second)];
                     if (k < 2 && g[1].first != g[2].first)
-                        QCOMPARE(got, w.data[r * w.cols + c + g[k].second]);
+                        QCOMPARE(got, w.data()[r * w.cols + c + g[k].second]);
                     else if (k >= 2 && g[1].first != g[2].first)
                         QCOMPARE(got, 0.0f);
                 }
@@ -224,19 +224,19 @@ private slots:
             const QString tensor = (*a)->layerName(layer) + QStringLiteral(".weight");
             const MatrixView w = (*m)->weight(tensor);
             const std::size_t n = static_cast<std::size_t>(w.rows * w.cols);
-            std::vector<float> p(w.data, w.data + n);
+            std::vector<float> p(w.data(), w.data() + n);
             // One coordinate at a time, a step well above f32 noise; the total perturbation stays small.
             const double h = 0.02;
             double exact = 0;
             for (std::size_t i = 0; i < n; ++i) {
-                p[i] = static_cast<float>(w.data[i] + h);
+                p[i] = static_cast<float>(w.data()[i] + h);
                 auto up = (*a)->measureCached(layer, p.data());
-                p[i] = static_cast<float>(w.data[i] - h);
+                p[i] = static_cast<float>(w.data()[i] - h);
                 auto down = (*a)->measureCached(layer, p.data());
-                p[i] = w.data[i];
+                p[i] = w.data()[i];
                 QVERIFY(up && down);
                 // ε is rounded to f32 in the weights: use the step actually taken.
-                const double step = static_cast<double>(static_cast<float>(w.data[i] + h)) - w.data[i];
+                const double step = static_cast<double>(static_cast<float>(w.data()[i] + h)) - w.data()[i];
                 exact += (up->deltaLoss + down->deltaLoss) / (step * step);
             }
             auto estimate = (*a)->hessianTrace(layer, 1000);
@@ -302,8 +302,8 @@ private slots:
         double nw = 0, nd = 0, he = 0, ae = 0;
         for (std::int64_t i = 0; i < w.rows; ++i)
             for (std::int64_t j = 0; j < w.cols; ++j) {
-                const double d = deq[static_cast<std::size_t>(i * w.cols + j)] - w.data[i * w.cols + j];
-                nw += double(w.data[i * w.cols + j]) * w.data[i * w.cols + j];
+                const double d = deq[static_cast<std::size_t>(i * w.cols + j)] - w.data()[i * w.cols + j];
+                nw += double(w.data()[i * w.cols + j]) * w.data()[i * w.cols + j];
                 nd += d * d;
                 he += hook.stats->hessian()(j, j) * d * d;
                 ae += hook.stats->meanSquare()[static_cast<std::size_t>(j)] * d * d;

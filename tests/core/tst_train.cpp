@@ -424,8 +424,8 @@ private slots:
             ++qat;
             // at step 0 the fake-quantized weights are exactly the compressed model's
             const MatrixView v = q->weight(p.name);
-            QVERIFY(std::equal(p.effective.begin(), p.effective.end(), v.data));
-            QVERIFY(tm->quantizedResult(p).codes == q->quantizedLayer(p.name)->weights.codes);
+            QVERIFY(std::equal(p.effective.begin(), p.effective.end(), v.data()));
+            QVERIFY(tm->quantizedResult(p).codes == q->quantizedLayer(p.name)->unpacked().codes);
         }
         QCOMPARE(qat, quantized);
         std::vector<std::int32_t> text(300);
@@ -452,12 +452,12 @@ private slots:
             const MatrixView v = (*back)->weight(p.name);
             if (p.grid) {
                 const QuantizedLayer *l = (*back)->quantizedLayer(p.name);
-                QVERIFY(l && l->weights.format == fmt);
-                QVERIFY(l->weights.scales == p.grid->scales); // the grid stayed frozen
-                QVERIFY(std::equal(p.effective.begin(), p.effective.end(), v.data));
-                changedCodes += l->weights.codes != q->quantizedLayer(p.name)->weights.codes;
+                QVERIFY(l && l->unpacked().format == fmt);
+                QVERIFY(l->unpacked().scales == p.grid->scales); // the grid stayed frozen
+                QVERIFY(std::equal(p.effective.begin(), p.effective.end(), v.data()));
+                changedCodes += l->unpacked().codes != q->quantizedLayer(p.name)->unpacked().codes;
             } else {
-                QVERIFY(std::equal(p.value.begin(), p.value.end(), v.data)); // dense tensors saved in f32
+                QVERIFY(std::equal(p.value.begin(), p.value.end(), v.data())); // dense tensors saved in f32
             }
         }
         QVERIFY(changedCodes > 0); // training moved weights across quantization steps
@@ -507,7 +507,7 @@ private slots:
         QCOMPARE(s->config().intermediateSize, 32);
         const MatrixView q0 = (*teacher)->weight(QStringLiteral("model.layers.0.self_attn.q_proj.weight"));
         const Parameter *q = s->find(QStringLiteral("model.layers.0.self_attn.q_proj.weight"));
-        QVERIFY(std::equal(q->value.begin(), q->value.end(), q0.data));
+        QVERIFY(std::equal(q->value.begin(), q->value.end(), q0.data()));
         // each kept gate row is a row of the teacher's gate, and down keeps the matching columns
         const MatrixView g0 = (*teacher)->weight(QStringLiteral("model.layers.0.mlp.gate_proj.weight"));
         const MatrixView d0 = (*teacher)->weight(QStringLiteral("model.layers.0.mlp.down_proj.weight"));
@@ -518,10 +518,10 @@ private slots:
         for (std::int64_t j = 0; j < 32; ++j) {
             std::int64_t src = -1;
             for (std::int64_t r = 0; r < 64 && src < 0; ++r)
-                if (std::equal(g->value.begin() + j * 32, g->value.begin() + (j + 1) * 32, g0.data + r * 32))
+                if (std::equal(g->value.begin() + j * 32, g->value.begin() + (j + 1) * 32, g0.data() + r * 32))
                     src = r;
             QVERIFY(src >= 0);
-            QCOMPARE(dn->value[0 * 32 + j], d0.data[0 * 64 + src]);
+            QCOMPARE(dn->value[0 * 32 + j], d0.data()[0 * 64 + src]);
         }
         QVERIFY(!TrainModel::architectureStudent(**teacher, QStringLiteral("layers:half")));
         // saved as a plain folder that the runtime runs exactly like the training forward

@@ -369,7 +369,7 @@ void TestWorkbench::inspectorShowsTheGrid()
     const core::MatrixView w = (*model)->weight(name + QStringLiteral(".weight"));
     float largest = 0;
     for (std::int64_t i = 0; i < w.rows * w.cols; ++i)
-        largest = std::max(largest, std::abs(w.data[i]));
+        largest = std::max(largest, std::abs(w.data()[i]));
     const double step = d.gridLevels[1] - d.gridLevels[0];
     QVERIFY(step > 0);
     // (the zero point is rounded, so the grid may fall short of the extreme by half a step)
@@ -388,16 +388,16 @@ void TestWorkbench::inspectorShowsTheGrid()
     QCOMPARE(d.sliceBefore.size(), std::size_t(8));
     for (std::size_t c = 0; c < d.sliceBefore.size(); ++c)
         QCOMPARE(static_cast<float>(d.sliceBefore[c]),
-                 w.data[static_cast<std::int64_t>(d.sliceRow) * w.cols + d.sliceCol + static_cast<int>(c)]);
+                 w.data()[static_cast<std::int64_t>(d.sliceRow) * w.cols + d.sliceCol + static_cast<int>(c)]);
     // Relative error against an independent sum over the dequantized RTN weights.
     auto q = core::quantizeRtn(w, s.format);
     QVERIFY(q);
     double num = 0, den = 0;
     for (std::int64_t r = 0; r < w.rows; ++r)
         for (std::int64_t c = 0; c < w.cols; ++c) {
-            const double e = q->value(r, c) - w.data[r * w.cols + c];
+            const double e = q->value(r, c) - w.data()[r * w.cols + c];
             num += e * e;
-            den += static_cast<double>(w.data[r * w.cols + c]) * w.data[r * w.cols + c];
+            den += static_cast<double>(w.data()[r * w.cols + c]) * w.data()[r * w.cols + c];
             // half a step, or up to one step at the clamped ends (the zero point is rounded)
             QVERIFY(std::abs(e) <= q->scale(r, q->groupOf(c)) * 1.0001 + 1e-7);
         }
