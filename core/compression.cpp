@@ -7,9 +7,13 @@
 #include "core/sdk/techniqueregistry.h"
 #include "core/transformer.h"
 
+#include <QDir>
 #include <QElapsedTimer>
+#include <QFileInfo>
+#include <QTemporaryFile>
 
 #include <map>
+#include <span>
 
 namespace bitsmith::core {
 
@@ -136,6 +140,43 @@ private:
     CompressionResult &m_result;
 };
 
+// The calibration hidden states: one span per sequence, in memory or in a mapped temporary file
+// (removed when the store goes).
+struct ActivationStore
+{
+    std::vector<std::span<float>> sequences;
+    std::vector<float> memory;
+    std::unique_ptr<QTemporaryFile> file;
+
+    Expected<void> init(const std::vector<std::int64_t> &lengths, bool spill, const QString &dir)
+    {
+        std::int64_t total = 0;
+        for (auto n : lengths)
+            total += n;
+        float *base = nullptr;
+        if (spill && total > 0) {
+            file = std::make_unique<QTemporaryFile>(QDir(dir).filePath(QStringLiteral("bitsmith-activations-XXXXXX")));
+            if (!file->open() || !file->resize(total * 4))
+                return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot create the activation file: %1").arg(file->errorString()))
+                                      .inFile(file->fileName())
+                                      .withHint(QStringLiteral("check free disk space, or allow more memory (--max-memory)")));
+            uchar *map = file->map(0, total * 4);
+            if (!map)
+                return unexpected(fail(ErrorCode::Io, QStringLiteral("cannot map the activation file: %1").arg(file->errorString()))
+                                      .inFile(file->fileName()));
+            base = reinterpret_cast<float *>(map);
+        } else {
+            memory.assign(static_cast<std::size_t>(total), 0.0f);
+            base = memory.data();
+        }
+        for (auto n : lengths) {
+            sequences.emplace_back(base, static_cast<std::size_t>(n));
+            base += n;
+        }
+        return {};
+    }
+};
+
 struct Plan
 {
     std::vector<ResolvedLayer> layers;
@@ -158,6 +199,18 @@ Expected<Plan> makePlan(const Recipe &recipe, const Model &model, const Techniqu
         plan.techniques.emplace(l.settings.technique, std::move(*t));
     }
     return plan;
+}
+
+// Bytes of the packed results of the recipe's layers (what a spill file takes out of memory).
+std::int64_t packedResultBytes(const Model &source, const Recipe &recipe, const TechniqueRegistry &registry)
+{
+    auto plan = makePlan(recipe, source, registry);
+    if (!plan)
+        return 0;
+    std::int64_t packed = 0;
+    for (const ResolvedLayer &l : plan->layers)
+        packed += l.rows * l.cols * std::max(1, l.settings.format.bits) / 8 + l.rows * l.cols / 16;
+    return packed;
 }
 
 } // namespace
@@ -192,8 +245,8 @@ Expected<std::int64_t> estimateCompressionMemory(const Model &source, const Reci
         blockParams[l.block] += l.rows * l.cols;
         largest = std::max(largest, l.rows * l.cols);
         widest = std::max(widest, l.cols);
-        packed += l.rows * l.cols * std::max(1, l.settings.format.bits) / 8 + l.rows * l.cols / 16;
     }
+    packed = packedResultBytes(source, recipe, registry);
     std::int64_t block = 0;
     for (const auto &[b, n] : blockParams)
         block = std::max(block, n);
@@ -213,7 +266,7 @@ Expected<std::int64_t> estimateCompressionMemory(const Model &source, const Reci
 
 Expected<CompressionResult> compressModel(const Model &source, const Recipe &recipe, const TechniqueRegistry &registry,
                                           const std::vector<std::vector<std::int32_t>> &calibration, Feedback *feedback,
-                                          const QString &spillFile)
+                                          const CompressionOptions &options)
 {
     QElapsedTimer timer;
     timer.start();
@@ -237,16 +290,29 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
     result.model = source.workingCopy();
     Model &work = *result.model;
     const ModelConfig &cfg = work.config();
-    if (!spillFile.isEmpty())
-        if (auto ok = work.setSpillFile(spillFile); !ok)
+    if (!options.spillFile.isEmpty())
+        if (auto ok = work.setSpillFile(options.spillFile); !ok)
             return unexpected(ok.error());
-    if (auto need = estimateCompressionMemory(source, recipe, registry, calibration); !need)
+    // The calibration activations (one hidden state per token) stay in memory within the budget
+    // (a quarter of --max-memory, or of what is available), else in a temporary file.
+    std::int64_t activationBytes = 0;
+    if (needCalibration)
+        for (const auto &seq : calibration)
+            activationBytes += static_cast<std::int64_t>(seq.size()) * cfg.hiddenSize * 4;
+    const std::int64_t budget = options.maxMemory > 0 ? options.maxMemory : memoryStatus().available;
+    const bool spillActivations = activationBytes > budget / 4;
+    if (auto need = estimateCompressionMemory(source, recipe, registry, calibration); !need) {
         return unexpected(need.error());
-    else if (auto ok = checkMemory(*need, QStringLiteral("compression"),
-                                   QStringLiteral("use fewer or shorter calibration sequences (--calib-samples, --calib-length), "
-                                                  "or a machine with more memory"));
-             !ok)
-        return unexpected(ok.error());
+    } else {
+        const std::int64_t inMemory = *need - (spillActivations ? activationBytes : 0)
+                                      - (options.spillFile.isEmpty() ? 0 : packedResultBytes(source, recipe, registry));
+        if (auto ok = checkMemory(inMemory, QStringLiteral("compression"),
+                                  QStringLiteral("use fewer or shorter calibration sequences (--calib-sequences, --calib-length), "
+                                                 "or a machine with more memory"),
+                                  options.maxMemory);
+            !ok)
+            return unexpected(ok.error());
+    }
     // Eigen kernels read the working copy's weights on every call (through their slots), so they
     // see every edit the techniques make.
     Transformer tf(result.model, LinearBackend::Eigen);
@@ -255,8 +321,20 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
     Feedback &fb = feedback ? *feedback : silent;
 
     // Hidden states of every calibration sequence at the input of the current block.
-    std::vector<std::vector<float>> hidden;
+    ActivationStore store;
     if (needCalibration) {
+        std::vector<std::int64_t> lengths;
+        for (const auto &seq : calibration)
+            lengths.push_back(static_cast<std::int64_t>(seq.size()) * cfg.hiddenSize);
+        const QString dir = options.tempFolder.isEmpty() ? QDir::tempPath() : options.tempFolder;
+        if (auto ok = store.init(lengths, spillActivations, dir); !ok)
+            return unexpected(ok.error());
+        if (spillActivations)
+            fb.log(QStringLiteral("calibration activations (%1) kept in a temporary file in %2").arg(formatBytes(activationBytes), dir));
+    }
+    std::vector<std::span<float>> &hidden = store.sequences;
+    if (needCalibration) {
+        std::size_t index = 0;
         for (const auto &seq : calibration) {
             if (seq.empty() || static_cast<int>(seq.size()) > cfg.maxPositions)
                 return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("calibration sequences must have 1..%1 tokens").arg(cfg.maxPositions))
@@ -264,13 +342,12 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
             for (auto id : seq)
                 if (id < 0 || id >= cfg.vocabSize)
                     return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("calibration token %1 outside the vocabulary").arg(id)));
-            hidden.emplace_back(seq.size() * static_cast<std::size_t>(cfg.hiddenSize));
-            tf.embed(seq, hidden.back().data());
+            tf.embed(seq, hidden[index++].data());
             result.calibrationTokens += static_cast<std::int64_t>(seq.size());
         }
         result.calibrationSequences = static_cast<std::int64_t>(calibration.size());
     }
-    auto runBlockOn = [&](int block, std::vector<float> &x, LinearInputHook *hook) {
+    auto runBlockOn = [&](int block, std::span<float> x, LinearInputHook *hook) {
         const auto t = static_cast<std::int64_t>(x.size()) / cfg.hiddenSize;
         KVCache cache = tf.makeCache(static_cast<int>(t));
         tf.runBlock(block, x.data(), t, cache, hook);
@@ -335,7 +412,7 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
                 CaptureHook hook(block, input, *stats);
                 std::vector<float> x;
                 for (const auto &h : hidden) {
-                    x = h; // the block runs in place; keep the input
+                    x.assign(h.begin(), h.end()); // the block runs in place; keep the input
                     runBlockOn(block, x, &hook);
                 }
                 group.calibration = stats.get();

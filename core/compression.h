@@ -54,13 +54,24 @@ struct CompressionResult
 
 // `calibration` may be empty when no technique of the recipe needs calibration; otherwise it
 // must hold at least one sequence.
+struct CompressionOptions
+{
+    // Where packed results go instead of memory (a file the caller removes once the result is
+    // written); empty: kept in memory.
+    QString spillFile;
+    // Bytes the job may allocate (the user's --max-memory); 0: what the machine has available.
+    // Calibration activations beyond a quarter of it go to a temporary file in tempFolder.
+    std::int64_t maxMemory = 0;
+    // Where temporary files go; empty: the system's temporary folder.
+    QString tempFolder;
+};
+
 // The result shares the source's mapped weights: the source must outlive it. Only one block is
-// held in f32 at a time; the packed results stay in memory, or go to `spillFile` when one is given
-// (a file the caller removes once the result is written). Fails with ErrorCode::OutOfMemory before
-// starting when estimateCompressionMemory() is more than the machine has available.
+// held in f32 at a time. Fails with ErrorCode::OutOfMemory before starting when what the job must
+// hold in memory (estimateCompressionMemory() less what is spilled) is more than is available.
 Expected<CompressionResult> compressModel(const Model &source, const Recipe &recipe, const TechniqueRegistry &registry,
                                           const std::vector<std::vector<std::int32_t>> &calibration,
-                                          Feedback *feedback = nullptr, const QString &spillFile = {});
+                                          Feedback *feedback = nullptr, const CompressionOptions &options = {});
 
 // Bytes compressModel() will allocate (besides the mapped weights) for this recipe and calibration.
 Expected<std::int64_t> estimateCompressionMemory(const Model &source, const Recipe &recipe, const TechniqueRegistry &registry,

@@ -4,6 +4,9 @@
 #include "linear.h"
 
 #include <Eigen/Core>
+
+#include <optional>
+#include <tuple>
 #include <dnnl.hpp>
 #include <immintrin.h>
 
@@ -113,6 +116,16 @@ void widenRows(const void *w, std::int64_t k, std::int64_t r0, std::int64_t r1, 
 }
 
 // Per-thread scratch shared by every dense kernel (one tile at a time per thread).
+int tileLog2()
+{
+    static const int v = [] {
+        bool ok = false;
+        const int e = qEnvironmentVariableIntValue("BITSMITH_TILE_LOG2", &ok);
+        return ok && e >= 14 && e <= 26 ? e : 19;
+    }();
+    return v;
+}
+
 std::vector<float> &threadScratch()
 {
     thread_local std::vector<float> buffer;
@@ -143,7 +156,7 @@ public:
         }
         // Tiles of about 4 MiB of f32 (256 rows at K = 4096), as the packed kernel uses: oneDNN
         // 2.6 runs them on gemm:jit at close to its speed on the whole matrix.
-        m_tileRows = std::clamp<std::int64_t>(((1 << 20) / std::max<std::int64_t>(m_cols, 1) + 15) / 16 * 16, 64, 512);
+        m_tileRows = std::clamp<std::int64_t>(((std::int64_t(1) << tileLog2()) / std::max<std::int64_t>(m_cols, 1) + 15) / 16 * 16, 16, 4096);
         m_description = m_raw ? QStringLiteral("dense %1 in place").arg(QString::fromLatin1(dtypeName(m_type)).toLower())
                               : QStringLiteral("dense f32 from rows");
     }
@@ -199,6 +212,8 @@ private:
 
     void forwardTiles(const float *x, std::int64_t m, float *y) const
     {
+        if (m_raw && forwardBlocked(x, m, y))
+            return;
         const bool direct = m_raw && m_type == DType::F32;
         std::vector<float> &tile = threadScratch();
         if (!direct)
@@ -239,6 +254,131 @@ private:
         std::unordered_map<int, dnnl::memory> args;
     };
 
+    // yᵀ = W · xᵀ tile by tile: a tile of W widened by our converter into plain row-major f32 is
+    // the matmul's source (read as it is, no packing); xᵀ is the "weights", reordered once per
+    // call into the blocked layout oneDNN prefers; the [t, m] result is transposed into y. Works
+    // as fast as a matmul over weights reordered at load, without keeping a copy of the matrix.
+    struct TransposedPrim
+    {
+        dnnl::memory src, weights, dst;
+        dnnl::matmul prim;
+        dnnl::memory::desc weightsDesc;
+        std::unordered_map<int, dnnl::memory> args;
+    };
+
+    bool forwardBlocked(const float *x, std::int64_t m, float *y) const
+    {
+        using tag = dnnl::memory::format_tag;
+        using dt = dnnl::memory::data_type;
+        thread_local std::vector<float> xBlocked, yTile;
+        dnnl::memory::desc reorderedFor; // the layout xBlocked holds now
+        for (std::int64_t n0 = 0; n0 < m_rows; n0 += m_tileRows) {
+            const std::int64_t t = std::min(m_tileRows, m_rows - n0);
+            TransposedPrim *p = transposedFor(m, t);
+            if (!p)
+                return n0 == 0 ? false : (forwardTilesFrom(x, m, y, n0), true);
+            if (!(reorderedFor == p->weightsDesc)) {
+                const dnnl::memory::desc xMd({m_cols, m}, dt::f32, tag::ba);
+                xBlocked.resize((p->weightsDesc.get_size() + sizeof(float) - 1) / sizeof(float));
+                dnnl::memory xm(xMd, cpuEngine(), const_cast<float *>(x));
+                dnnl::memory xb(p->weightsDesc, cpuEngine(), xBlocked.data());
+                reorderPrimitive(xMd, p->weightsDesc).execute(stream(), xm, xb);
+                reorderedFor = p->weightsDesc;
+            }
+            std::vector<float> &tile = threadScratch();
+            tile.resize(static_cast<std::size_t>(m_tileRows * m_cols));
+            const std::int64_t parts = (t + 15) / 16;
+#pragma omp parallel for schedule(static)
+            for (std::int64_t q = 0; q < parts; ++q) {
+                const std::int64_t r0 = n0 + q * 16, r1 = std::min(n0 + t, r0 + 16);
+                float *out = tile.data() + (r0 - n0) * m_cols;
+                switch (m_type) {
+                case DType::BF16: widenRows<DType::BF16>(m_raw, m_cols, r0, r1, out); break;
+                case DType::F16: widenRows<DType::F16>(m_raw, m_cols, r0, r1, out); break;
+                default: std::copy_n(static_cast<const float *>(m_raw) + r0 * m_cols, (r1 - r0) * m_cols, out); break;
+                }
+            }
+            yTile.resize(static_cast<std::size_t>(t * m));
+            p->src.set_data_handle(tile.data());
+            p->weights.set_data_handle(xBlocked.data());
+            p->dst.set_data_handle(yTile.data());
+            p->prim.execute(stream(), p->args);
+            stream().wait();
+            // yTile [t, m] -> y[:, n0 : n0 + t], in blocks that stay in L1
+            constexpr std::int64_t B = 16;
+            for (std::int64_t r = 0; r < t; r += B)
+                for (std::int64_t i = 0; i < m; i += B) {
+                    const std::int64_t re = std::min(t, r + B), ie = std::min(m, i + B);
+                    for (std::int64_t ii = i; ii < ie; ++ii) {
+                        float *dst = y + ii * m_rows + n0;
+                        for (std::int64_t rr = r; rr < re; ++rr)
+                            dst[rr] = yTile[static_cast<std::size_t>(rr * m + ii)];
+                    }
+                }
+        }
+        return true;
+    }
+
+    dnnl::reorder &reorderPrimitive(const dnnl::memory::desc &from, const dnnl::memory::desc &to) const
+    {
+        for (auto &[f, t, r] : m_reorders)
+            if (f == from && t == to)
+                return r;
+        m_reorders.emplace_back(from, to, dnnl::reorder(dnnl::reorder::primitive_desc(cpuEngine(), from, cpuEngine(), to)));
+        return std::get<2>(m_reorders.back());
+    }
+
+    TransposedPrim *transposedFor(std::int64_t m, std::int64_t t) const
+    {
+        const auto key = std::make_pair(m, t);
+        if (auto it = m_transposed.find(key); it != m_transposed.end())
+            return it->second ? &*it->second : nullptr;
+        using tag = dnnl::memory::format_tag;
+        using dt = dnnl::memory::data_type;
+        std::optional<TransposedPrim> made;
+        try {
+            const dnnl::memory::desc srcMd({t, m_cols}, dt::f32, tag::ab);
+            const dnnl::memory::desc anyMd({m_cols, m}, dt::f32, tag::any);
+            const dnnl::memory::desc dstMd({t, m}, dt::f32, tag::ab);
+            const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(srcMd, anyMd, dstMd), cpuEngine());
+            TransposedPrim p;
+            p.prim = dnnl::matmul(pd);
+            p.weightsDesc = pd.weights_desc();
+            p.src = dnnl::memory(srcMd, cpuEngine(), DNNL_MEMORY_NONE);
+            p.weights = dnnl::memory(p.weightsDesc, cpuEngine(), DNNL_MEMORY_NONE);
+            p.dst = dnnl::memory(dstMd, cpuEngine(), DNNL_MEMORY_NONE);
+            p.args = {{DNNL_ARG_SRC, p.src}, {DNNL_ARG_WEIGHTS, p.weights}, {DNNL_ARG_DST, p.dst}};
+            made = std::move(p);
+        } catch (const dnnl::error &) {
+            // no such primitive here: the widen-then-multiply path serves
+        }
+        auto &slot = m_transposed[key];
+        slot = std::move(made);
+        return slot ? &*slot : nullptr;
+    }
+
+    // The tiles from row n0 on through the widen-then-multiply path.
+    void forwardTilesFrom(const float *x, std::int64_t m, float *y, std::int64_t n0) const
+    {
+        for (; n0 < m_rows; n0 += m_tileRows) {
+            const std::int64_t t = std::min(m_tileRows, m_rows - n0);
+            std::vector<float> &tile = threadScratch();
+            tile.resize(static_cast<std::size_t>(t * m_cols));
+            switch (m_type) {
+            case DType::BF16: widenRows<DType::BF16>(m_raw, m_cols, n0, n0 + t, tile.data()); break;
+            case DType::F16: widenRows<DType::F16>(m_raw, m_cols, n0, n0 + t, tile.data()); break;
+            default: std::copy_n(static_cast<const float *>(m_raw) + n0 * m_cols, t * m_cols, tile.data()); break;
+            }
+            Prim &p = primitiveFor(m, t);
+            p.src.set_data_handle(const_cast<float *>(x));
+            p.weights.set_data_handle(tile.data());
+            p.dst.set_data_handle(y + n0);
+            p.prim.execute(stream(), p.args);
+            stream().wait();
+        }
+    }
+
+
     static dnnl::stream &stream()
     {
         thread_local dnnl::stream s(cpuEngine());
@@ -275,6 +415,8 @@ private:
     QString m_description;
     mutable std::mutex m_mutex;
     mutable std::map<std::pair<std::int64_t, std::int64_t>, Prim> m_prims;
+    mutable std::map<std::pair<std::int64_t, std::int64_t>, std::optional<TransposedPrim>> m_transposed;
+    mutable std::vector<std::tuple<dnnl::memory::desc, dnnl::memory::desc, dnnl::reorder>> m_reorders;
 };
 
 class EigenLinear final : public LinearKernel

@@ -884,7 +884,6 @@ Expected<std::shared_ptr<Model>> Model::load(const QString &folderOrName, Feedba
     if (!cfg)
         return unexpected(cfg.error());
     m->m_config = *cfg;
-    const ModelConfig &c = m->m_config;
 
     auto files = SafetensorsCollection::openFolder(folder);
     if (!files)
@@ -905,10 +904,17 @@ Expected<std::shared_ptr<Model>> Model::load(const QString &folderOrName, Feedba
 
     if (auto bound = m->bindAll(feedback); !bound)
         return unexpected(bound.error());
-    if (m->totalStoredBytes() <= kEagerStatisticsBytes)
+    if (m->totalStoredBytes() <= eagerStatisticsBytes())
         if (auto ok = m->computeStatistics(); !ok)
             return unexpected(ok.error());
     return m;
+}
+
+std::int64_t Model::eagerStatisticsBytes()
+{
+    bool ok = false;
+    const qint64 v = qEnvironmentVariableIntValue("BITSMITH_EAGER_STATS_BYTES", &ok);
+    return ok && v >= 0 ? v : kEagerStatisticsBytes;
 }
 
 Expected<std::shared_ptr<Model>> Model::fromTensors(const QString &source, const ModelConfig &config,
@@ -930,7 +936,7 @@ Expected<std::shared_ptr<Model>> Model::fromTensors(const QString &source, const
     if (auto bound = m->bindAll(feedback); !bound)
         return unexpected(bound.error());
     m->m_inMemory.clear(); // the values now live in the slots
-    if (m->totalStoredBytes() <= kEagerStatisticsBytes)
+    if (m->totalStoredBytes() <= eagerStatisticsBytes())
         if (auto ok = m->computeStatistics(); !ok)
             return unexpected(ok.error());
     return m;

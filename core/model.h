@@ -201,6 +201,8 @@ public:
     // Cancellable through `feedback`; thread-safe with respect to other const calls.
     Expected<void> computeStatistics(Feedback *feedback = nullptr) const;
     static constexpr std::int64_t kEagerStatisticsBytes = std::int64_t(512) << 20;
+    // kEagerStatisticsBytes, or BITSMITH_EAGER_STATS_BYTES when set (0: never at load).
+    static std::int64_t eagerStatisticsBytes();
 
     // The slot of a weight by checkpoint name (null if unknown).
     const TensorSlot *slot(const QString &name) const;

@@ -127,7 +127,7 @@ inline bool writeTinyModel(const QString &folder, const TinySpec &s)
             }
         }
         storage.push_back(std::move(bytes));
-        tensors.push_back({name, s.dtype, shape, std::span<const std::byte>(storage.back())});
+        tensors.push_back({name, s.dtype, shape, std::span<const std::byte>(storage.back()), 0, {}});
     }
     return static_cast<bool>(core::writeSafetensors(QDir(folder).filePath(QStringLiteral("model.safetensors")), tensors));
 }

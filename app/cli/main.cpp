@@ -548,11 +548,6 @@ int cmdCompress(const QStringList &args)
                 packed += w.parameters * std::max(1, recipe->defaultFormat.bits) / 8;
         if (packed > budget / 4)
             spill = QDir(c.parser.value(out)).absolutePath() + QStringLiteral(".bitsmith-spill");
-        if (maxMemoryOption() > 0 && *need - packed > maxMemoryOption())
-            return reportError(fail(ErrorCode::OutOfMemory, QStringLiteral("compression needs about %1 of memory; --max-memory allows %2")
-                                                                .arg(formatBytes(*need - packed), formatBytes(maxMemoryOption())))
-                                   .forParameter(QStringLiteral("max-memory"))
-                                   .withHint(QStringLiteral("use fewer or shorter calibration sequences (--calib-sequences, --calib-length)")));
     }
     struct RemoveSpill
     {
@@ -563,7 +558,11 @@ int cmdCompress(const QStringList &args)
                 QFile::remove(path);
         }
     } removeSpill{spill};
-    auto result = compressModel(**model, *recipe, registry, sequencesData, &fb, spill);
+    CompressionOptions options;
+    options.spillFile = spill;
+    options.maxMemory = maxMemoryOption();
+    options.tempFolder = QFileInfo(QDir(c.parser.value(out)).absolutePath()).absolutePath(); // beside the output
+    auto result = compressModel(**model, *recipe, registry, sequencesData, &fb, options);
     if (!result)
         return reportError(result.error());
     if (auto ok = writeCompressedModel(*result, **model, c.parser.value(out), &fb); !ok)
