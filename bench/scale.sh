@@ -76,6 +76,11 @@ for shape in $SHAPES; do
   echo "== $name: $(mib "$file") MiB on disk" >&2
   common=(--threads "$THREADS" --quiet --json)
   run info "$shape" 1024 5 "$CLI" info "$ckpt" "${common[@]}"
+  GUI=${BITSMITH_GUI:-$ROOT/build/app/gui/bitsmith}
+  if [ -x "$GUI" ]; then
+    run gui-open "$shape" 2048 3 "$GUI" "$ckpt" --open-time
+    grep opened "$WORK/$shape-gui-open.out" >&2 || true
+  fi
   run eval-ctx128 "$shape" "$plus2" - "$CLI" eval "$ckpt" --text "$ckpt/eval.txt" --ctx 128 --max-windows 1 "${common[@]}"
   run eval-ctx256 "$shape" "$plus2" - "$CLI" eval "$ckpt" --text "$ckpt/eval.txt" --ctx 256 --max-windows 1 "${common[@]}"
   tps=$(json_field "$WORK/$shape-eval-ctx256.out" tokens_per_second)

@@ -781,15 +781,16 @@ public:
 private:
     void forwardGemv(const float *x, std::int64_t m, float *y) const
     {
+        Scratch &sc = scratch();
         const PackedWeights &w = *m_w;
         const std::int64_t cols = w.cols();
         const std::int64_t groups = w.groupsPerRow();
-        m_xs.assign(static_cast<std::size_t>(m * m_xsStride), 0.0f);
-        m_sumX.assign(static_cast<std::size_t>(m * m_groupsPadded), 0.0f);
+        sc.xs.assign(static_cast<std::size_t>(m * m_xsStride), 0.0f);
+        sc.sumX.assign(static_cast<std::size_t>(m * m_groupsPadded), 0.0f);
         std::vector<double> sums(static_cast<std::size_t>(groups));
         for (std::int64_t i = 0; i < m; ++i) {
             const float *xr = x + i * cols;
-            float *xs = m_xs.data() + i * m_xsStride;
+            float *xs = sc.xs.data() + i * m_xsStride;
             for (std::size_t p = 0; p < m_gather.size(); ++p)
                 xs[p] = m_gather[p] < 0 ? 0.0f : xr[m_gather[p]];
             // Group sums in double: they multiply s*z, which is large next to s*(q-z).
@@ -797,7 +798,7 @@ private:
             for (std::int64_t c = 0; c < cols; ++c)
                 sums[static_cast<std::size_t>(m_columnGroup[static_cast<std::size_t>(c)])] += xr[c];
             for (std::int64_t g = 0; g < groups; ++g)
-                m_sumX[static_cast<std::size_t>(i * m_groupsPadded + g)] = static_cast<float>(sums[static_cast<std::size_t>(g)]);
+                sc.sumX[static_cast<std::size_t>(i * m_groupsPadded + g)] = static_cast<float>(sums[static_cast<std::size_t>(g)]);
         }
         const std::int64_t rows = w.rows();
         GemvArgs base;
@@ -844,8 +845,8 @@ private:
                 a.segments = m_segments.data() + p.segmentBegin;
                 a.segmentCount = p.segmentEnd - p.segmentBegin;
                 a.first = p.segmentBegin == 0;
-                a.xs = m_xs.data() + p.row * m_xsStride;
-                a.sumX = m_sumX.data() + p.row * m_groupsPadded;
+                a.xs = sc.xs.data() + p.row * m_xsStride;
+                a.sumX = sc.sumX.data() + p.row * m_groupsPadded;
                 a.y = y + p.row * rows;
                 m_gemv[p.rows](a, r0, r1);
             }
@@ -854,24 +855,25 @@ private:
 
     void forwardGemm(const float *x, std::int64_t m, float *y) const
     {
+        Scratch &sc = scratch();
         const PackedWeights &w = *m_w;
         const std::int64_t cols = w.cols();
         const std::int64_t rows = w.rows();
         // Act-order: permute x once into packed column order; the tiles are then plain.
         const float *src = x;
         if (!w.columnOrder().empty()) {
-            m_xs.resize(static_cast<std::size_t>(m * cols));
+            sc.xs.resize(static_cast<std::size_t>(m * cols));
             const std::vector<std::int32_t> &order = w.columnOrder();
             for (std::int64_t i = 0; i < m; ++i)
                 for (std::int64_t j = 0; j < cols; ++j)
-                    m_xs[static_cast<std::size_t>(i * cols + j)] = x[i * cols + order[static_cast<std::size_t>(j)]];
-            src = m_xs.data();
+                    sc.xs[static_cast<std::size_t>(i * cols + j)] = x[i * cols + order[static_cast<std::size_t>(j)]];
+            src = sc.xs.data();
         }
-        m_tile.resize(static_cast<std::size_t>(m_tileRows * cols));
+        sc.tile.resize(static_cast<std::size_t>(m_tileRows * cols));
         DequantArgs da;
         da.w = &w;
         da.runs = &w.groupRuns();
-        da.tile = m_tile.data();
+        da.tile = sc.tile.data();
         for (std::int64_t n0 = 0; n0 < rows; n0 += m_tileRows) {
             const std::int64_t t = std::min(m_tileRows, rows - n0);
             const std::int64_t chunks = (t + 3) / 4;
@@ -883,7 +885,7 @@ private:
             }
             Prim &p = primitiveFor(m, t);
             p.src.set_data_handle(const_cast<float *>(src));
-            p.weights.set_data_handle(m_tile.data());
+            p.weights.set_data_handle(sc.tile.data());
             p.dst.set_data_handle(y + n0);
             if (m_bias)
                 p.bias.set_data_handle(const_cast<float *>(m_bias + n0));
@@ -953,7 +955,17 @@ private:
     // Per-call scratch and primitive cache, guarded by m_mutex (forward() is const and may be
     // called from several threads; like the dense kernel, calls on one kernel serialise).
     mutable std::mutex m_mutex;
-    mutable std::vector<float> m_xs, m_sumX, m_tile;
+    // Scratch shared by every kernel of a thread (one layer runs at a time): a model of hundreds
+    // of layers must not keep a tile buffer per layer.
+    struct Scratch
+    {
+        std::vector<float> xs, sumX, tile;
+    };
+    static Scratch &scratch()
+    {
+        thread_local Scratch s;
+        return s;
+    }
     struct Pass
     {
         std::int64_t row = 0; // first row of x
