@@ -31,6 +31,20 @@ Job::Job(QString name, std::function<void()> cancel, QObject *parent)
 {
     m_started = true;
     m_timer.start();
+    m_monitor = std::make_unique<core::MemoryMonitor>();
+}
+
+void Job::stopMonitor()
+{
+    if (m_monitor) {
+        m_peakMemory = m_monitor->peakAnonymousBytes();
+        m_monitor.reset();
+    }
+}
+
+qint64 Job::peakMemoryBytes() const
+{
+    return m_monitor ? m_monitor->peakAnonymousBytes() : m_peakMemory;
 }
 
 void Job::reportProgress(double fraction)
@@ -54,6 +68,7 @@ void Job::reportFinished(const std::optional<core::Error> &error)
     if (m_state != State::Running)
         return;
     m_finalMs = m_timer.elapsed();
+    stopMonitor();
     m_error = error;
     if (!error) {
         m_state = State::Succeeded;
@@ -81,6 +96,7 @@ void Job::start()
         return;
     m_started = true;
     m_timer.start();
+    m_monitor = std::make_unique<core::MemoryMonitor>();
     core::Feedback *fb = m_feedback;
     Work work = m_work;
     m_watcher.setFuture(QtConcurrent::run([work, fb]() { return work(*fb); }));
@@ -128,6 +144,7 @@ void Job::onWorkerFinished()
     if (m_state != State::Running)
         return;
     m_finalMs = m_timer.elapsed();
+    stopMonitor();
     core::Expected<Apply> result = m_watcher.result();
     bool ok = false;
     if (result) {

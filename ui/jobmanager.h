@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/feedback.h"
+#include "core/memory.h"
 
 #include <QElapsedTimer>
 #include <QFutureWatcher>
@@ -15,6 +16,7 @@
 #include <QString>
 
 #include <functional>
+#include <memory>
 #include <optional>
 
 namespace bitsmith::ui {
@@ -56,6 +58,9 @@ public:
     // Linear extrapolation from the progress so far; -1 while unknown.
     qint64 remainingMs() const;
     const std::optional<core::Error> &error() const { return m_error; }
+    // Peak anonymous memory of the process while the job ran (sampled; the page cache of mapped
+    // checkpoints is not counted): the figure a memory limit is charged with.
+    qint64 peakMemoryBytes() const;
 
 signals:
     void changed();
@@ -76,6 +81,9 @@ private:
     std::optional<core::Error> m_error;
     bool m_started = false;
     std::function<void()> m_externalCancel; // set for external jobs
+    std::unique_ptr<core::MemoryMonitor> m_monitor; // while running
+    qint64 m_peakMemory = 0;
+    void stopMonitor();
 };
 
 class JobManager : public QObject

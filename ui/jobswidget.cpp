@@ -24,7 +24,7 @@ QString formatMs(qint64 ms)
     return QStringLiteral("%1:%2").arg(s / 60).arg(s % 60, 2, 10, QLatin1Char('0'));
 }
 
-enum Columns { NameCol, ProgressCol, StatusCol, ElapsedCol, RemainingCol, CancelCol };
+enum Columns { NameCol, ProgressCol, StatusCol, ElapsedCol, RemainingCol, MemoryCol, CancelCol };
 
 } // namespace
 
@@ -35,7 +35,7 @@ JobsWidget::JobsWidget(JobManager *jobs, QWidget *parent)
 {
     m_tree->setObjectName(QStringLiteral("jobsTree"));
     m_tree->setRootIsDecorated(false);
-    m_tree->setHeaderLabels({tr("Job"), tr("Progress"), tr("Status"), tr("Elapsed"), tr("Remaining"), QString()});
+    m_tree->setHeaderLabels({tr("Job"), tr("Progress"), tr("Status"), tr("Elapsed"), tr("Remaining"), tr("Peak memory"), QString()});
     m_tree->header()->setSectionResizeMode(StatusCol, QHeaderView::Stretch);
     m_tree->header()->setStretchLastSection(false);
     m_tree->setColumnWidth(NameCol, 200);
@@ -90,6 +90,8 @@ void JobsWidget::refresh(Job *job, QTreeWidgetItem *item)
                                              : job->status());
     item->setText(ElapsedCol, formatMs(job->elapsedMs()));
     item->setText(RemainingCol, job->isRunning() ? formatMs(job->remainingMs()) : QStringLiteral("–"));
+    item->setText(MemoryCol, core::formatBytes(job->peakMemoryBytes()));
+    item->setToolTip(MemoryCol, tr("Peak memory of the workbench while the job ran, without the page cache of mapped checkpoints"));
     if (auto *b = m_tree->itemWidget(item, CancelCol))
         b->setEnabled(job->isRunning());
 }
