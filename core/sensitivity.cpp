@@ -153,6 +153,19 @@ private:
 
 namespace {
 
+// A layer's f32 values for one use: in place when stored as f32, else widened into `buf` (the
+// model keeps nothing: a sweep over a large model must not leave every layer widened, and other
+// readers of the shared model may hold its own f32 views).
+MatrixView layerValues(const Model &m, const QString &tensor, std::vector<float> &buf)
+{
+    const MatrixView v = m.weight(tensor);
+    if (!v.slot || v.slot->f32InPlace())
+        return v;
+    buf.resize(static_cast<std::size_t>(v.rows * v.cols));
+    v.rowsToF32(0, v.rows, buf.data());
+    return MatrixView{buf.data(), v.rows, v.cols, nullptr};
+}
+
 Error cancelled()
 {
     return fail(ErrorCode::Cancelled, QStringLiteral("sensitivity analysis cancelled"));
@@ -503,7 +516,8 @@ Expected<std::unique_ptr<SensitivityAnalysis>> SensitivityAnalysis::create(std::
 Expected<QuantizedTensor> SensitivityAnalysis::quantize(int layer, const SensitivitySetting &setting) const
 {
     const Layer &l = m_layers[static_cast<std::size_t>(layer)];
-    const MatrixView w = m_original->weight(l.tensor);
+    std::vector<float> buf;
+    const MatrixView w = layerValues(*m_original, l.tensor, buf);
     if (setting.technique == QLatin1String("rtn"))
         return quantizeRtn(w, setting.format);
     if (setting.technique == QLatin1String("gptq")) {
@@ -523,7 +537,8 @@ Expected<QuantizedTensor> SensitivityAnalysis::quantize(int layer, const Sensiti
 Expected<SensitivityAnalysis::Compressed> SensitivityAnalysis::compress(int layer, const SensitivitySetting &setting) const
 {
     const Layer &l = m_layers[static_cast<std::size_t>(layer)];
-    const MatrixView w = m_original->weight(l.tensor);
+    std::vector<float> buf;
+    const MatrixView w = layerValues(*m_original, l.tensor, buf);
     const auto n = static_cast<std::size_t>(l.rows * l.cols);
     Compressed out;
     if (!setting.prunes()) {
@@ -648,7 +663,8 @@ Expected<LayerMeasurement> SensitivityAnalysis::measure(int layer, const float *
         return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("layer index %1 out of range").arg(layer))
                               .forParameter(QStringLiteral("layer")));
     const Layer &l = m_layers[static_cast<std::size_t>(layer)];
-    const float *original = m_original->weight(l.tensor).data();
+    std::vector<float> originalBuf;
+    const float *original = layerValues(*m_original, l.tensor, originalBuf).data();
     const std::size_t n = static_cast<std::size_t>(l.rows * l.cols);
     std::vector<float> delta(n);
     for (std::size_t i = 0; i < n; ++i)
@@ -730,7 +746,8 @@ Expected<double> SensitivityAnalysis::hessianTrace(int layer, int probes, double
         return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("layer index %1 out of range").arg(layer))
                               .forParameter(QStringLiteral("layer")));
     const Layer &l = m_layers[static_cast<std::size_t>(layer)];
-    const MatrixView w = m_original->weight(l.tensor);
+    std::vector<float> buf;
+    const MatrixView w = layerValues(*m_original, l.tensor, buf);
     const std::size_t n = static_cast<std::size_t>(l.rows * l.cols);
     double norm = 0;
     for (std::size_t i = 0; i < n; ++i)
@@ -804,7 +821,8 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
         const Layer &l = m_layers[li];
         r.layers.push_back(l.name);
         r.parameters.push_back(l.rows * l.cols);
-        const MatrixView w = m_original->weight(l.tensor);
+        std::vector<float> wBuf;
+        const MatrixView w = layerValues(*m_original, l.tensor, wBuf);
         const auto &stats = m_stats[static_cast<std::size_t>(l.block * kInputGroups + inputGroup(l.role))];
         Eigen::VectorXd diagH;
         if (stats)
