@@ -56,18 +56,21 @@ int inputGroup(WeightRole role)
 class StatisticsHook final : public LinearInputHook
 {
 public:
-    explicit StatisticsHook(std::vector<std::unique_ptr<InputStatistics>> &stats) : m_stats(stats) {}
+    StatisticsHook(std::vector<std::unique_ptr<InputStatistics>> &stats, bool withHessian)
+        : m_stats(stats), m_withHessian(withHessian)
+    {}
     bool onLinearInput(int block, WeightRole role, const float *x, std::int64_t rows, std::int64_t cols) override
     {
         auto &s = m_stats[static_cast<std::size_t>(block * kInputGroups + inputGroup(role))];
         if (!s)
-            s = std::make_unique<InputStatistics>(cols, true, 0);
+            s = std::make_unique<InputStatistics>(cols, m_withHessian, 0);
         s->add(x, rows);
         return true;
     }
 
 private:
     std::vector<std::unique_ptr<InputStatistics>> &m_stats;
+    bool m_withHessian;
 };
 
 // Base pass: keeps the inputs of o_proj and down_proj of every block for window w.
@@ -498,7 +501,16 @@ Expected<std::unique_ptr<SensitivityAnalysis>> SensitivityAnalysis::create(std::
                                              std::min(options.calibLength, config.maxPositions), options.seed);
         if (!seqs)
             return unexpected(seqs.error());
-        StatisticsHook statsHook(a->m_stats);
+        // Full Hessians of every input (two double matrices each) when they take at most 1 GiB.
+        std::int64_t hessianBytes = 0;
+        for (const ResolvedLayer &l : linearLayers(*model))
+            if (l.role == WeightRole::LinearQ || l.role == WeightRole::LinearO || l.role == WeightRole::LinearGate
+                || l.role == WeightRole::LinearDown)
+                hessianBytes += 2 * l.cols * l.cols * 8;
+        bool budgetSet = false;
+        const qint64 budget = qEnvironmentVariableIntValue("BITSMITH_HESSIAN_BUDGET_BYTES", &budgetSet); // tests
+        a->m_lazyHessians = hessianBytes > (budgetSet ? budget : (std::int64_t(1) << 30));
+        StatisticsHook statsHook(a->m_stats, !a->m_lazyHessians);
         a->m_calibSequences = *seqs;
         for (const auto &seq : *seqs) {
             if (feedback && feedback->isCancelled())
@@ -513,6 +525,32 @@ Expected<std::unique_ptr<SensitivityAnalysis>> SensitivityAnalysis::create(std::
     return a;
 }
 
+Expected<std::shared_ptr<const InputStatistics>> SensitivityAnalysis::hessianStats(int block, WeightRole role) const
+{
+    const auto index = static_cast<std::size_t>(block * kInputGroups + inputGroup(role));
+    const InputStatistics *kept = m_stats[index].get();
+    if (!kept)
+        return std::shared_ptr<const InputStatistics>();
+    if (!m_lazyHessians)
+        return std::shared_ptr<const InputStatistics>(std::shared_ptr<const InputStatistics>(), kept); // not owning
+    std::lock_guard lock(m_lazyMutex);
+    if (m_lazyIndex == static_cast<int>(index) && m_lazyStats)
+        return std::shared_ptr<const InputStatistics>(m_lazyStats);
+    m_lazyStats.reset(); // one input's Hessian at a time
+    OneInputHook hook(block, inputGroup(role));
+    for (const auto &seq : m_calibSequences) {
+        KVCache c = m_fast->makeCache(static_cast<int>(seq.size()));
+        std::vector<float> out;
+        if (auto ok = m_fast->forward(seq, c, out, true, &hook); !ok)
+            return unexpected(ok.error());
+    }
+    if (!hook.stats)
+        return std::shared_ptr<const InputStatistics>();
+    m_lazyStats = std::move(hook.stats);
+    m_lazyIndex = static_cast<int>(index);
+    return std::shared_ptr<const InputStatistics>(m_lazyStats);
+}
+
 Expected<QuantizedTensor> SensitivityAnalysis::quantize(int layer, const SensitivitySetting &setting) const
 {
     const Layer &l = m_layers[static_cast<std::size_t>(layer)];
@@ -521,11 +559,13 @@ Expected<QuantizedTensor> SensitivityAnalysis::quantize(int layer, const Sensiti
     if (setting.technique == QLatin1String("rtn"))
         return quantizeRtn(w, setting.format);
     if (setting.technique == QLatin1String("gptq")) {
-        const auto &s = m_stats[static_cast<std::size_t>(l.block * kInputGroups + inputGroup(l.role))];
+        auto s = hessianStats(l.block, l.role);
         if (!s)
+            return unexpected(s.error());
+        if (!*s)
             return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("GPTQ needs calibration text"))
                                   .forParameter(QStringLiteral("calib")).forLayer(l.name));
-        auto r = gptqQuantize(w, s->hessian(), setting.format);
+        auto r = gptqQuantize(w, (*s)->hessian(), setting.format);
         if (!r)
             return unexpected(std::move(r.error()).forLayer(l.name));
         return std::move(r->q);
@@ -550,7 +590,10 @@ Expected<SensitivityAnalysis::Compressed> SensitivityAnalysis::compress(int laye
         out.bytes = static_cast<double>(q->storageBits()) / 8.0;
         return out;
     }
-    const auto &stats = m_stats[static_cast<std::size_t>(l.block * kInputGroups + inputGroup(l.role))];
+    auto statsOr = hessianStats(l.block, l.role);
+    if (!statsOr)
+        return unexpected(statsOr.error());
+    const std::shared_ptr<const InputStatistics> stats = *statsOr;
     auto needStats = [&]() -> Expected<void> {
         if (!stats)
             return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("%1 needs calibration text").arg(setting.technique))
@@ -825,8 +868,9 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
         const MatrixView w = layerValues(*m_original, l.tensor, wBuf);
         const auto &stats = m_stats[static_cast<std::size_t>(l.block * kInputGroups + inputGroup(l.role))];
         Eigen::VectorXd diagH;
-        if (stats)
-            diagH = stats->hessian().diagonal();
+        if (stats) // H = (2/n) Σ x xᵀ: its diagonal is twice the mean square
+            diagH = m_lazyHessians ? Eigen::VectorXd(2.0 * Eigen::Map<const Eigen::VectorXd>(stats->meanSquare().data(), l.cols))
+                                   : Eigen::VectorXd(stats->hessian().diagonal());
         for (std::size_t si = 0; si < settings.size(); ++si) {
             if (feedback) {
                 if (feedback->isCancelled())

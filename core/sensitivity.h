@@ -49,6 +49,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <vector>
 
@@ -235,6 +236,15 @@ private:
     std::vector<float> m_baseProbSum;              // per scored position: Σ p in f32 (≈ 1)
     std::vector<std::vector<std::int32_t>> m_calibSequences;
     std::vector<std::unique_ptr<InputStatistics>> m_stats; // [block * 4 + input group]
+    // Large models keep only per-channel statistics for all blocks (full Hessians of every block
+    // would not fit); the Hessian a GPTQ/SparseGPT candidate needs is then gathered for its input
+    // when asked, one input at a time (the last one kept).
+    bool m_lazyHessians = false;
+    mutable std::mutex m_lazyMutex;
+    mutable int m_lazyIndex = -1;
+    mutable std::shared_ptr<InputStatistics> m_lazyStats;
+    // Statistics with the Hessian for the layer's input (null without calibration text).
+    Expected<std::shared_ptr<const InputStatistics>> hessianStats(int block, WeightRole role) const;
     double m_baseLoss = 0;
     double m_setupSeconds = 0;
 };
