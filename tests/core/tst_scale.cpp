@@ -63,14 +63,14 @@ class TestScale : public QObject
 
 private slots:
     // The OneDnn dense kernel over a bf16 / f16 weight read in place: every batch size (GEMV for
-    // a few rows, widened tiles + oneDNN above kDenseGemvMaxRows) equals x·Wᵀ + b computed in
+    // a few rows, widened tiles + oneDNN above kDenseGemvMaxRows, tails of every block size) equals x·Wᵀ + b computed in
     // double on the exactly widened weights, to f32 rounding.
     void storedKernelsMatchReference_data()
     {
         QTest::addColumn<int>("dtype");
         QTest::addColumn<int>("m");
         for (int t : {int(DType::BF16), int(DType::F16)})
-            for (int m : {1, 2, 3, 4, 5, 8, 9, 33})
+            for (int m : {1, 2, 3, 4, 5, 8, 9, 14, 15, 33, 300})
                 QTest::newRow(qPrintable(QStringLiteral("%1 m=%2").arg(t == int(DType::BF16) ? "bf16" : "f16").arg(m))) << t << m;
     }
     void storedKernelsMatchReference()
