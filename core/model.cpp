@@ -38,6 +38,8 @@ const char *weightRoleName(WeightRole r)
     case WeightRole::BiasUp: return "mlp.up.bias";
     case WeightRole::BiasDown: return "mlp.down.bias";
     case WeightRole::FinalNorm: return "final.norm";
+    case WeightRole::QNorm: return "attn.q_norm";
+    case WeightRole::KNorm: return "attn.k_norm";
     case WeightRole::LmHead: return "lm_head";
     }
     return "?";
@@ -399,7 +401,7 @@ std::shared_ptr<Model> Model::workingCopy() const
     for (const BlockWeights &b : m_blocks) {
         BlockWeights c = b;
         for (MatrixView *v : {&c.attnNorm, &c.q, &c.k, &c.v, &c.o, &c.qBias, &c.kBias, &c.vBias, &c.oBias, &c.mlpNorm,
-                              &c.gate, &c.up, &c.down, &c.gateBias, &c.upBias, &c.downBias})
+                              &c.gate, &c.up, &c.down, &c.gateBias, &c.upBias, &c.downBias, &c.qNorm, &c.kNorm})
             *v = map(*v);
         m->m_blocks.push_back(c);
     }
@@ -982,6 +984,8 @@ Expected<void> Model::bindAll(Feedback *feedback)
             {&b.kBias, "self_attn.k_proj.bias", WeightRole::BiasK, {kvDim}, c.attentionBias},
             {&b.vBias, "self_attn.v_proj.bias", WeightRole::BiasV, {kvDim}, c.attentionBias},
             {&b.oBias, "self_attn.o_proj.bias", WeightRole::BiasO, {h}, c.outputBias},
+            {&b.qNorm, "self_attn.q_norm.weight", WeightRole::QNorm, {c.headDim}, c.qkNorm},
+            {&b.kNorm, "self_attn.k_norm.weight", WeightRole::KNorm, {c.headDim}, c.qkNorm},
             {&b.mlpNorm, "post_attention_layernorm.weight", WeightRole::MlpNorm, {h}, true},
             {&b.gate, "mlp.gate_proj.weight", WeightRole::LinearGate, {inter, h}, true},
             {&b.up, "mlp.up_proj.weight", WeightRole::LinearUp, {inter, h}, true},

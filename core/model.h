@@ -51,6 +51,8 @@ enum class WeightRole {
     BiasDown,
     FinalNorm,
     LmHead,
+    QNorm, // Qwen3: RMSNorm weight over each query head
+    KNorm, // and each key head
 };
 
 const char *weightRoleName(WeightRole r);
@@ -144,6 +146,7 @@ struct BlockWeights
 {
     MatrixView attnNorm, q, k, v, o, qBias, kBias, vBias, oBias;
     MatrixView mlpNorm, gate, up, down, gateBias, upBias, downBias;
+    MatrixView qNorm, kNorm; // [head_dim] each (Qwen3), else empty
 };
 
 // A weight given by value (a model read from a GGUF file): its rows on demand (`fill`, e.g.

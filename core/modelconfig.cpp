@@ -7,6 +7,9 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 
+#include <algorithm>
+#include <cmath>
+
 namespace bitsmith::core {
 
 QString architectureName(Architecture a)
@@ -15,8 +18,125 @@ QString architectureName(Architecture a)
     case Architecture::Llama: return QStringLiteral("LlamaForCausalLM");
     case Architecture::Mistral: return QStringLiteral("MistralForCausalLM");
     case Architecture::Qwen2: return QStringLiteral("Qwen2ForCausalLM");
+    case Architecture::Qwen3: return QStringLiteral("Qwen3ForCausalLM");
     }
     return {};
+}
+
+namespace {
+
+// Rope parameters as transformers' standardize_rope_params() reads them: rope_parameters (5.x)
+// or rope_scaling (4.x), rope_theta from there or the top level, original_max_position_embeddings
+// from the top level first (Phi-3 keeps it there), then the dict, then max_position_embeddings.
+Expected<void> parseRope(const QJsonObject &o, ModelConfig &c, const QString &path)
+{
+    QJsonObject params = o.value(QLatin1String("rope_parameters")).toObject();
+    QString where = QStringLiteral("rope_parameters");
+    if (params.isEmpty()) {
+        params = o.value(QLatin1String("rope_scaling")).toObject();
+        where = QStringLiteral("rope_scaling");
+    }
+    auto bad = [&](ErrorCode code, const QString &msg, const QString &hint) {
+        return unexpected(fail(code, msg).inFile(path).forParameter(where).withHint(hint));
+    };
+    if (params.contains(QLatin1String("full_attention")) || params.contains(QLatin1String("sliding_attention")))
+        return bad(ErrorCode::Unsupported, QStringLiteral("rope parameters per layer type are not supported yet"),
+                   QStringLiteral("one rope_parameters dict for all layers is supported"));
+    c.ropeTheta = params.value(QLatin1String("rope_theta")).toDouble(o.value(QLatin1String("rope_theta")).toDouble(10000.0));
+    if (!(c.ropeTheta > 1.0))
+        return bad(ErrorCode::Format, QStringLiteral("rope_theta must be greater than 1 (got %1)").arg(c.ropeTheta),
+                   QStringLiteral("compare config.json with the original checkpoint's"));
+    const double partial = params.value(QLatin1String("partial_rotary_factor")).toDouble(o.value(QLatin1String("partial_rotary_factor")).toDouble(1.0));
+    if (partial != 1.0)
+        return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("partial_rotary_factor %1 is not supported").arg(partial))
+                              .inFile(path)
+                              .forParameter(QStringLiteral("partial_rotary_factor"))
+                              .withHint(QStringLiteral("the Llama family rotates the whole head")));
+    const QString type = params.value(QLatin1String("rope_type")).toString(params.value(QLatin1String("type")).toString(QStringLiteral("default")));
+    RopeScaling &r = c.ropeScaling;
+    r = {};
+    if (type == QLatin1String("default"))
+        r.type = RopeType::Default;
+    else if (type == QLatin1String("linear"))
+        r.type = RopeType::Linear;
+    else if (type == QLatin1String("dynamic"))
+        r.type = RopeType::Dynamic;
+    else if (type == QLatin1String("llama3"))
+        r.type = RopeType::Llama3;
+    else if (type == QLatin1String("yarn"))
+        r.type = RopeType::Yarn;
+    else if (type == QLatin1String("longrope"))
+        r.type = RopeType::LongRope;
+    else
+        return bad(ErrorCode::Unsupported, QStringLiteral("unsupported rope type '%1'").arg(type),
+                   QStringLiteral("supported: default, linear, dynamic, llama3, yarn, longrope"));
+    auto number = [&](const char *key, double fallback) { return params.value(QLatin1String(key)).toDouble(fallback); };
+    auto requirePositive = [&](const char *key, double &out) -> Expected<void> {
+        const QJsonValue v = params.value(QLatin1String(key));
+        if (!v.isDouble() || !(v.toDouble() > 0))
+            return bad(ErrorCode::Format, QStringLiteral("rope type '%1' needs a positive '%2'").arg(type, QLatin1String(key)),
+                       QStringLiteral("add \"%1\" to %2").arg(QLatin1String(key), where));
+        out = v.toDouble();
+        return {};
+    };
+    r.factor = 1.0;
+    if (r.type == RopeType::Linear || r.type == RopeType::Dynamic || r.type == RopeType::Llama3) {
+        if (auto ok = requirePositive("factor", r.factor); !ok)
+            return ok;
+    } else if (r.type == RopeType::Yarn || r.type == RopeType::LongRope) {
+        r.factor = number("factor", 0.0); // absent: max_position_embeddings / original
+    }
+    if (r.type == RopeType::Llama3) {
+        if (auto ok = requirePositive("low_freq_factor", r.lowFreqFactor); !ok)
+            return ok;
+        if (auto ok = requirePositive("high_freq_factor", r.highFreqFactor); !ok)
+            return ok;
+        if (r.highFreqFactor == r.lowFreqFactor)
+            return bad(ErrorCode::Format, QStringLiteral("llama3 rope needs high_freq_factor != low_freq_factor"),
+                       QStringLiteral("Llama 3.1 uses low_freq_factor 1 and high_freq_factor 4"));
+    }
+    if (r.type == RopeType::Llama3 || r.type == RopeType::Yarn || r.type == RopeType::LongRope) {
+        const QJsonValue top = o.value(QLatin1String("original_max_position_embeddings"));
+        const QJsonValue inDict = params.value(QLatin1String("original_max_position_embeddings"));
+        r.originalMaxPositions = top.isDouble() ? top.toInt() : inDict.isDouble() ? inDict.toInt() : 0;
+        if (r.originalMaxPositions < 0)
+            return bad(ErrorCode::Format, QStringLiteral("original_max_position_embeddings must be positive"),
+                       QStringLiteral("compare config.json with the original checkpoint's"));
+    }
+    if (r.type == RopeType::Yarn || r.type == RopeType::LongRope) {
+        const QJsonValue af = params.value(QLatin1String("attention_factor"));
+        if (af.isDouble())
+            r.attentionFactor = af.toDouble();
+    }
+    if (r.type == RopeType::Yarn) {
+        // transformers: `get("beta_fast") or 32`, so 0 means the default as well
+        r.betaFast = number("beta_fast", 0.0) != 0.0 ? number("beta_fast", 0.0) : 32.0;
+        r.betaSlow = number("beta_slow", 0.0) != 0.0 ? number("beta_slow", 0.0) : 1.0;
+        r.mscale = number("mscale", 0.0);
+        r.mscaleAllDim = number("mscale_all_dim", 0.0);
+        r.truncate = params.value(QLatin1String("truncate")).toBool(true);
+    }
+    if (r.type == RopeType::LongRope) {
+        for (auto [key, out] : {std::pair{"short_factor", &r.shortFactor}, {"long_factor", &r.longFactor}}) {
+            const QJsonArray a = params.value(QLatin1String(key)).toArray();
+            for (const QJsonValue &v : a)
+                out->push_back(v.toDouble());
+            if (static_cast<int>(out->size()) * 2 != c.headDim)
+                return bad(ErrorCode::Format, QStringLiteral("longrope '%1' has %2 values; head_dim %3 needs %4")
+                                                  .arg(QLatin1String(key)).arg(out->size()).arg(c.headDim).arg(c.headDim / 2),
+                           QStringLiteral("compare config.json with the original checkpoint's"));
+        }
+    }
+    return {};
+}
+
+} // namespace
+
+int ModelConfig::contextLimit() const
+{
+    if (ropeScaling.type == RopeType::Dynamic) // rescales the base for any length, as transformers does
+        return 1 << 30;
+    return maxPositions;
 }
 
 Expected<ModelConfig> ModelConfig::fromFile(const QString &path)
@@ -50,13 +170,15 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
         c.architecture = Architecture::Mistral;
     else if (c.architectureName == QLatin1String("Qwen2ForCausalLM") || (c.architectureName.isEmpty() && c.modelType == QLatin1String("qwen2")))
         c.architecture = Architecture::Qwen2;
+    else if (c.architectureName == QLatin1String("Qwen3ForCausalLM") || (c.architectureName.isEmpty() && c.modelType == QLatin1String("qwen3")))
+        c.architecture = Architecture::Qwen3;
     else
         return unexpected(fail(ErrorCode::Unsupported,
                                QStringLiteral("unsupported architecture '%1'")
                                    .arg(c.architectureName.isEmpty() ? c.modelType : c.architectureName))
                               .inFile(path)
                               .forParameter(QStringLiteral("architectures"))
-                              .withHint(QStringLiteral("supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM")));
+                              .withHint(QStringLiteral("supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM")));
     if (c.architectureName.isEmpty())
         c.architectureName = bitsmith::core::architectureName(c.architecture);
 
@@ -85,20 +207,8 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
     c.tieWordEmbeddings = o.value(QLatin1String("tie_word_embeddings")).toBool(false);
     c.torchDtype = o.value(QLatin1String("torch_dtype")).toString(o.value(QLatin1String("dtype")).toString());
 
-    // Rope: top-level rope_theta (4.x) or rope_parameters (5.x); scaling variants are not supported.
-    QJsonValue scaling = o.value(QLatin1String("rope_scaling"));
-    const QJsonObject ropeParams = o.value(QLatin1String("rope_parameters")).toObject();
-    c.ropeTheta = o.value(QLatin1String("rope_theta")).toDouble(ropeParams.value(QLatin1String("rope_theta")).toDouble(10000.0));
-    QString ropeType;
-    if (scaling.isObject())
-        ropeType = scaling.toObject().value(QLatin1String("rope_type")).toString(scaling.toObject().value(QLatin1String("type")).toString());
-    else if (!ropeParams.isEmpty())
-        ropeType = ropeParams.value(QLatin1String("rope_type")).toString(QStringLiteral("default"));
-    if (!ropeType.isEmpty() && ropeType != QLatin1String("default"))
-        return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("unsupported rope scaling '%1'").arg(ropeType))
-                              .inFile(path)
-                              .forParameter(QStringLiteral("rope_scaling"))
-                              .withHint(QStringLiteral("only the default rotary embedding is implemented")));
+    if (auto rope = parseRope(o, c, path); !rope)
+        return unexpected(rope.error());
 
     const QString act = o.value(QLatin1String("hidden_act")).toString(QStringLiteral("silu"));
     if (act != QLatin1String("silu"))
@@ -108,6 +218,10 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
                               .withHint(QStringLiteral("the Llama family uses silu (SwiGLU)")));
     if (c.architecture == Architecture::Qwen2) {
         c.attentionBias = true; // Qwen2 always has q/k/v biases and no o_proj bias
+    } else if (c.architecture == Architecture::Qwen3) {
+        c.qkNorm = true; // q_norm / k_norm over each head
+        c.attentionBias = o.value(QLatin1String("attention_bias")).toBool(false);
+        c.outputBias = c.attentionBias; // Qwen3's attention_bias covers o_proj too
     } else if (c.architecture == Architecture::Llama) {
         c.attentionBias = o.value(QLatin1String("attention_bias")).toBool(false);
         c.outputBias = c.attentionBias;
@@ -118,6 +232,33 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
                        || o.value(QLatin1String("use_sliding_window")).toBool(false);
     if (useSw && sw.isDouble() && sw.toInt() > 0)
         c.slidingWindow = sw.toInt();
+    // Which layers slide: layer_types (transformers 4.5x+/5.x) where given, else Qwen's rule
+    // (layers from max_window_layers on), else all of them.
+    const QJsonArray layerTypes = o.value(QLatin1String("layer_types")).toArray();
+    if (!layerTypes.isEmpty()) {
+        if (layerTypes.size() != c.numLayers)
+            return unexpected(fail(ErrorCode::Format, QStringLiteral("layer_types has %1 entries for %2 layers").arg(layerTypes.size()).arg(c.numLayers))
+                                  .inFile(path)
+                                  .forParameter(QStringLiteral("layer_types"))
+                                  .withHint(QStringLiteral("config.json is inconsistent; compare it with the original checkpoint's")));
+        for (const QJsonValue &t : layerTypes) {
+            const QString type = t.toString();
+            if (type != QLatin1String("full_attention") && type != QLatin1String("sliding_attention"))
+                return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("unsupported layer type '%1'").arg(type))
+                                      .inFile(path)
+                                      .forParameter(QStringLiteral("layer_types"))
+                                      .withHint(QStringLiteral("supported: full_attention, sliding_attention")));
+            c.slidingLayers.push_back(type == QLatin1String("sliding_attention"));
+        }
+        // transformers gives sliding layers their window only when the config has one
+        if (c.slidingWindow <= 0 && sw.isDouble() && sw.toInt() > 0 && c.architecture != Architecture::Qwen2
+            && c.architecture != Architecture::Qwen3)
+            c.slidingWindow = sw.toInt();
+    } else if (c.slidingWindow > 0 && (c.architecture == Architecture::Qwen2 || c.architecture == Architecture::Qwen3)) {
+        const int first = o.value(QLatin1String("max_window_layers")).toInt(c.numLayers);
+        for (int l = 0; l < c.numLayers; ++l)
+            c.slidingLayers.push_back(l >= first);
+    }
 
     auto firstId = [](const QJsonValue &v) {
         if (v.isArray())

@@ -1,15 +1,19 @@
 // modelconfig.h: the parts of a Hugging Face config.json that the runtime needs, validated.
-// Supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM.
+// Supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, with every
+// rope type of rope.h, in the transformers 4.x and 5.x spellings.
 #pragma once
 
 #include "error.h"
+#include "rope.h"
 
 #include <QByteArray>
 #include <QString>
 
+#include <vector>
+
 namespace bitsmith::core {
 
-enum class Architecture { Llama, Mistral, Qwen2 };
+enum class Architecture { Llama, Mistral, Qwen2, Qwen3 };
 
 struct ModelConfig
 {
@@ -25,12 +29,17 @@ struct ModelConfig
     int headDim = 0;
     int maxPositions = 0;
     double ropeTheta = 10000.0;
+    RopeScaling ropeScaling; // rope_scaling (4.x) / rope_parameters (5.x)
     double rmsNormEps = 1e-6;
     bool tieWordEmbeddings = false;
     bool attentionBias = false; // q/k/v biases (always on for Qwen2)
     bool outputBias = false;    // o_proj bias (Llama's attention_bias also adds it)
     bool mlpBias = false;
+    bool qkNorm = false;        // RMSNorm over each head of q and k before rope (Qwen3)
     int slidingWindow = 0; // 0 = none
+    // Per layer: whether it attends through the sliding window (layer_types "sliding_attention",
+    // or Qwen's max_window_layers rule). Empty: every layer does when slidingWindow > 0.
+    std::vector<bool> slidingLayers;
     int bosTokenId = -1;
     int eosTokenId = -1;
     QString torchDtype; // "bfloat16", "float32", ... (informational)
@@ -38,6 +47,21 @@ struct ModelConfig
     // Parses and validates; errors name the file and the offending key.
     static Expected<ModelConfig> fromFile(const QString &path);
     static Expected<ModelConfig> fromJson(const QByteArray &json, const QString &pathForErrors);
+
+    // The window of layer l: slidingWindow where that layer slides, else 0 (full attention).
+    int windowOfLayer(int layer) const
+    {
+        if (slidingWindow <= 0)
+            return 0;
+        if (slidingLayers.empty())
+            return slidingWindow;
+        return layer >= 0 && layer < static_cast<int>(slidingLayers.size()) && slidingLayers[static_cast<std::size_t>(layer)]
+                   ? slidingWindow
+                   : 0;
+    }
+    // The longest context a forward pass accepts: max_position_embeddings, unbounded for dynamic
+    // NTK scaling (made to run past it).
+    int contextLimit() const;
 
     // Parameters of the transformer (embeddings and head included, tied head counted once).
     qint64 parameterCount() const;

@@ -1,4 +1,5 @@
-// transformer.cpp: the forward pass. Layout conventions follow transformers' modeling_llama.py:
+// transformer.cpp: the forward pass. Layout conventions follow transformers' modeling_llama.py
+// (and modeling_qwen3.py for q/k norms):
 // rotate_half rotary embeddings (pairs i and i + headDim/2), attention scaled by 1/sqrt(headDim),
 // softmax in f32, SwiGLU = down(silu(gate(x)) * up(x)).
 #include "transformer.h"
@@ -89,11 +90,10 @@ Transformer::Transformer(std::shared_ptr<const Model> model, LinearBackend backe
 
 void Transformer::initRope()
 {
-    const int hd = m_model->config().headDim;
-    const float base = static_cast<float>(m_model->config().ropeTheta);
-    m_invFreq.clear();
-    for (int i = 0; i < hd / 2; ++i) // computed in f32 like transformers' default rope
-        m_invFreq.push_back(1.0f / std::pow(base, static_cast<float>(2 * i) / static_cast<float>(hd)));
+    const ModelConfig &c = m_model->config();
+    // the frequencies of a sequence within the original context (dynamic: unscaled; longrope:
+    // short factors); rope() asks again for longer ones when the type depends on the length
+    m_invFreq = ropeInverseFrequencies(c.ropeScaling, c.ropeTheta, c.headDim, c.maxPositions, 1, &m_ropeScaling);
 }
 
 Transformer::Transformer(std::shared_ptr<const Model> model, std::vector<BlockKernels> blocks,
@@ -118,13 +118,23 @@ KVCache Transformer::makeCache(int capacity) const
 
 void Transformer::rope(float *x, std::int64_t t, int heads, int startPos) const
 {
-    const int hd = m_model->config().headDim;
+    const ModelConfig &config = m_model->config();
+    const int hd = config.headDim;
     const int half = hd / 2;
+    // transformers recomputes dynamic / longrope frequencies from the call's last position
+    std::vector<float> longer;
+    const std::vector<float> *inv = &m_invFreq;
+    if (ropeDependsOnLength(config.ropeScaling.type)) {
+        longer = ropeInverseFrequencies(config.ropeScaling, config.ropeTheta, hd, config.maxPositions,
+                                        startPos + static_cast<int>(t));
+        inv = &longer;
+    }
+    const auto scaling = static_cast<float>(m_ropeScaling); // cos and sin times the attention factor
     for (std::int64_t i = 0; i < t; ++i) {
         const float pos = static_cast<float>(startPos + i);
         for (int j = 0; j < half; ++j) {
-            const float angle = pos * m_invFreq[static_cast<std::size_t>(j)];
-            const float c = std::cos(angle), s = std::sin(angle);
+            const float angle = pos * (*inv)[static_cast<std::size_t>(j)];
+            const float c = std::cos(angle) * scaling, s = std::sin(angle) * scaling;
             for (int h = 0; h < heads; ++h) {
                 float *v = x + (i * heads + h) * hd;
                 const float a = v[j], b = v[j + half];
@@ -143,7 +153,7 @@ void Transformer::attention(int layer, const float *q, std::int64_t t, KVCache &
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const float *keys = cache.keys[static_cast<std::size_t>(layer)].data();
     const float *values = cache.values[static_cast<std::size_t>(layer)].data();
-    const int window = c.slidingWindow;
+    const int window = c.windowOfLayer(layer);
     // Queries go in chunks: a chunk only needs the keys up to its last position (causal), which
     // halves the work of a long prefill, and its scores stay in cache.
     constexpr std::int64_t kChunk = 64;
@@ -204,12 +214,12 @@ Expected<void> Transformer::forward(std::span<const std::int32_t> tokens, KVCach
                                                                .arg(cache.length + t)
                                                                .arg(cache.capacity))
                               .withHint(QStringLiteral("use a shorter text or a larger context")));
-    if (cache.length + t > c.maxPositions)
+    if (cache.length + t > c.contextLimit())
         return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("%1 tokens exceed the model's context of %2")
                                                                .arg(cache.length + t)
-                                                               .arg(c.maxPositions))
+                                                               .arg(c.contextLimit()))
                               .forParameter(QStringLiteral("ctx"))
-                              .withHint(QStringLiteral("use --ctx %1 or less").arg(c.maxPositions)));
+                              .withHint(QStringLiteral("use --ctx %1 or less").arg(c.contextLimit())));
     for (std::int32_t id : tokens)
         if (id < 0 || id >= c.vocabSize)
             return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("token id %1 outside the vocabulary of %2")
@@ -260,6 +270,10 @@ bool Transformer::runAttention(int layer, float *x, std::int64_t t, KVCache &cac
     float *vRows = cache.values[l].data() + static_cast<std::int64_t>(cache.length) * kvDim;
     k.k->forward(xn.data(), t, kRows);
     k.v->forward(xn.data(), t, vRows);
+    if (c.qkNorm) { // Qwen3: RMSNorm over each head, before rope
+        rmsNorm(q.data(), w.qNorm.data(), t * c.numHeads, c.headDim, eps, q.data());
+        rmsNorm(kRows, w.kNorm.data(), t * c.numKvHeads, c.headDim, eps, kRows);
+    }
     rope(q.data(), t, c.numHeads, cache.length);
     rope(kRows, t, c.numKvHeads, cache.length);
     attention(layer, q.data(), t, cache, att.data());

@@ -1,6 +1,7 @@
-// transformer.h: the CPU forward pass of Llama-family decoders (Llama, Mistral, Qwen2):
-// RMSNorm, rotary embeddings (rope_theta), grouped-query causal attention (optional sliding
-// window), SwiGLU MLP, q/k/v biases, tied or untied head. Matches PyTorch `transformers` in f32.
+// transformer.h: the CPU forward pass of Llama-family decoders (Llama, Mistral, Qwen2, Qwen3):
+// RMSNorm, rotary embeddings (every rope type of rope.h), grouped-query causal attention
+// (optional sliding window, per layer), q/k RMSNorm per head (Qwen3), SwiGLU MLP, q/k/v biases,
+// tied or untied head. Matches PyTorch `transformers` in f32.
 #pragma once
 
 #include "linear.h"
@@ -89,7 +90,8 @@ private:
     std::shared_ptr<const Model> m_model;
     std::vector<BlockKernels> m_blocks;
     std::unique_ptr<LinearKernel> m_head;
-    std::vector<float> m_invFreq;
+    std::vector<float> m_invFreq;  // within the original context
+    double m_ropeScaling = 1.0;     // transformers' attention_scaling (yarn, longrope)
 };
 
 // RMSNorm as in transformers: x * rsqrt(mean(x²) + eps) * weight, per row of `cols`.

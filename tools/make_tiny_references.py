@@ -13,8 +13,22 @@ Cases:
   qwen2-tied-bias     Qwen2ForCausalLM, tied embeddings, q/k/v biases, float32 weights, rope θ 1e6
   mistral-f16         MistralForCausalLM, untied, float16 weights
   llama-sharded-bf16  LlamaForCausalLM, rope θ 500000, bfloat16 weights in >= 2 shards
+  rope-llama3         LlamaForCausalLM, Llama 3.1 rope (factor 8, original context 64), config
+                      written in the transformers 4.x spelling (rope_scaling + rope_theta)
+  rope-linear         LlamaForCausalLM, linear rope scaling (factor 2)
+  rope-dynamic        LlamaForCausalLM, dynamic NTK (factor 2, max_position_embeddings 64: the
+                      200-token window runs past it)
+  rope-yarn           LlamaForCausalLM, yarn (factor 4 from original context 64; attention factor
+                      derived)
+  rope-longrope       LlamaForCausalLM, longrope (short / long factors, original context 64)
+  qwen3               Qwen3ForCausalLM, q/k norms, head_dim 32 != hidden/heads, tied embeddings
+  qwen3-sliding       Qwen3ForCausalLM, sliding window 16 on layer 1 only (max_window_layers 1)
+  mistral-sliding     MistralForCausalLM, sliding window 16 on every layer
 
-Usage (repository root): python3 tools/make_tiny_references.py
+Every case also stores window_logits.npy: the logits of a 200-token window (window_ids in
+ref.json), where rope scaling and sliding windows change the result.
+
+Usage (repository root): python3 tools/make_tiny_references.py [NAME...]
 """
 
 import json
@@ -25,10 +39,14 @@ import numpy as np
 import torch
 import transformers
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
-                          Qwen2Config, Qwen2ForCausalLM)
+                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
-OUT = "tests/data/tiny"
+OUT = os.environ.get("BITSMITH_TINY_OUT", "tests/data/tiny")
 INPUT_IDS = [1, 17, 42, 299, 0, 123, 7, 256, 88, 150, 3, 211]
+WINDOW_IDS = [int(i) for i in np.random.default_rng(5).integers(0, 300, size=200)]
+LONG = dict(max_position_embeddings=256)
+SHORT_F = [1.0, 1.1, 1.3, 1.6, 2.0, 2.5, 3.1, 3.8]
+LONG_F = [1.0, 1.2, 1.7, 2.4, 3.3, 4.4, 5.7, 7.2]
 COMMON = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
               rms_norm_eps=1e-6, hidden_act="silu", initializer_range=0.2, bos_token_id=0,
@@ -41,6 +59,28 @@ CASES = [
      "theta": 10000.0, "extra": dict(tie_word_embeddings=False, sliding_window=None), "shard": None},
     {"name": "llama-sharded-bf16", "cls": LlamaForCausalLM, "cfg": LlamaConfig, "dtype": torch.bfloat16,
      "theta": 500000.0, "extra": dict(tie_word_embeddings=False, attention_bias=False), "shard": "100KB"},
+    {"name": "rope-llama3", "cls": LlamaForCausalLM, "cfg": LlamaConfig, "dtype": torch.float32, "theta": 500000.0,
+     "rope": dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                  original_max_position_embeddings=64),
+     "extra": dict(tie_word_embeddings=False, **LONG), "shard": None, "spelling4": True},
+    {"name": "rope-linear", "cls": LlamaForCausalLM, "cfg": LlamaConfig, "dtype": torch.float32, "theta": 10000.0,
+     "rope": dict(rope_type="linear", factor=2.0), "extra": dict(tie_word_embeddings=False, **LONG), "shard": None},
+    {"name": "rope-dynamic", "cls": LlamaForCausalLM, "cfg": LlamaConfig, "dtype": torch.float32, "theta": 10000.0,
+     "rope": dict(rope_type="dynamic", factor=2.0),
+     "extra": dict(tie_word_embeddings=False, max_position_embeddings=64), "shard": None},
+    {"name": "rope-yarn", "cls": LlamaForCausalLM, "cfg": LlamaConfig, "dtype": torch.float32, "theta": 10000.0,
+     "rope": dict(rope_type="yarn", factor=4.0, original_max_position_embeddings=64),
+     "extra": dict(tie_word_embeddings=False, **LONG), "shard": None},
+    {"name": "rope-longrope", "cls": LlamaForCausalLM, "cfg": LlamaConfig, "dtype": torch.float32, "theta": 10000.0,
+     "rope": dict(rope_type="longrope", short_factor=SHORT_F, long_factor=LONG_F, original_max_position_embeddings=64),
+     "extra": dict(tie_word_embeddings=False, **LONG), "shard": None},
+    {"name": "qwen3", "cls": Qwen3ForCausalLM, "cfg": Qwen3Config, "dtype": torch.float32, "theta": 1000000.0,
+     "extra": dict(tie_word_embeddings=True, head_dim=32, use_sliding_window=False, **LONG), "shard": None},
+    {"name": "qwen3-sliding", "cls": Qwen3ForCausalLM, "cfg": Qwen3Config, "dtype": torch.float32, "theta": 10000.0,
+     "extra": dict(tie_word_embeddings=False, head_dim=16, use_sliding_window=True, sliding_window=16,
+                   max_window_layers=1, **LONG), "shard": None},
+    {"name": "mistral-sliding", "cls": MistralForCausalLM, "cfg": MistralConfig, "dtype": torch.float32,
+     "theta": 10000.0, "extra": dict(tie_word_embeddings=False, sliding_window=16, **LONG), "shard": None},
 ]
 
 DTYPE_NAME = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
@@ -66,7 +106,7 @@ def load_f32(cls, folder):
 
 def check_rope(model, theta):
     inv = model.model.rotary_emb.inv_freq.detach().double()
-    d = model.config.hidden_size // model.config.num_attention_heads
+    d = getattr(model.config, "head_dim", None) or model.config.hidden_size // model.config.num_attention_heads
     want = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
     err = ((inv - want).abs().max() / want.max()).item()
     assert err < 1e-6, f"rotary inv_freq does not match rope_theta={theta} (rel err {err})"
@@ -77,10 +117,16 @@ def make(case, seed):
     folder = os.path.join(OUT, name)
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
-    cfg = case["cfg"](**COMMON, rope_theta=case["theta"], **case["extra"])
+    common = dict(COMMON)
+    common.update(case["extra"])
+    if "rope" in case:
+        cfg = case["cfg"](**common, rope_parameters=dict(case["rope"], rope_theta=case["theta"]))
+    else:
+        cfg = case["cfg"](**common, rope_parameters=dict(rope_type="default", rope_theta=case["theta"]))
     model = case["cls"](cfg).eval()
     randomize(model, seed)
-    check_rope(model, case["theta"])
+    if "rope" not in case:
+        check_rope(model, case["theta"])
     model = model.to(dtype)
     kwargs = {"max_shard_size": case["shard"]} if case["shard"] else {}
     try:
@@ -95,6 +141,10 @@ def make(case, seed):
     with open(os.path.join(folder, "config.json")) as f:
         cj = json.load(f)
     cj.setdefault("rope_theta", case["theta"])
+    if case.get("spelling4"):  # transformers 4.x: rope_scaling + top-level rope_theta
+        rp = dict(cj.pop("rope_parameters"))
+        rp.pop("rope_theta", None)
+        cj["rope_scaling"] = rp
     cj.setdefault("torch_dtype", DTYPE_NAME[dtype])
     cj.setdefault("dtype", DTYPE_NAME[dtype])
     with open(os.path.join(folder, "config.json"), "w") as f:
@@ -102,7 +152,10 @@ def make(case, seed):
         f.write("\n")
 
     ref_model = load_f32(case["cls"], folder)
-    check_rope(ref_model, case["theta"])
+    if "rope" not in case:
+        check_rope(ref_model, case["theta"])
+    else:
+        assert ref_model.config.rope_parameters["rope_type"] == case["rope"]["rope_type"]
     # reloaded weights must equal the stored-dtype weights upcast
     want = {k: v.float() for k, v in model.state_dict().items()}
     got = ref_model.state_dict()
@@ -115,12 +168,39 @@ def make(case, seed):
         logits = ref_model(input_ids=torch.tensor([INPUT_IDS])).logits[0].float().numpy()
     logits = np.ascontiguousarray(logits, dtype=np.float32)
     np.save(os.path.join(folder, "logits.npy"), logits)
-    files = sorted(os.listdir(folder))
+    # a fresh model for the window: dynamic rope keeps state between calls in transformers
+    win_model = load_f32(case["cls"], folder)
+    with torch.no_grad():
+        window = win_model(input_ids=torch.tensor([WINDOW_IDS])).logits[0].float().numpy()
+    window = np.ascontiguousarray(window, dtype=np.float32)
+    np.save(os.path.join(folder, "window_logits.npy"), window)
+    # the window with plain rope / full attention, to show the feature changes the result
+    plain_diff = None
+    if "rope" in case or case["extra"].get("sliding_window"):
+        plain_common = dict(COMMON)
+        plain_common.update(case["extra"])
+        plain_common["sliding_window"] = None
+        if "use_sliding_window" in plain_common:
+            plain_common["use_sliding_window"] = False
+        plain_cfg = case["cfg"](**plain_common, rope_parameters=dict(rope_type="default", rope_theta=case["theta"]))
+        plain_cfg._attn_implementation = "eager"
+        plain = case["cls"](plain_cfg).eval()
+        missing, unexpected = plain.load_state_dict(win_model.state_dict(), strict=False)
+        assert not unexpected and all("inv_freq" in k or "lm_head" in k for k in missing), (missing, unexpected)
+        if case["extra"].get("tie_word_embeddings"):
+            plain.tie_weights()
+        with torch.no_grad():
+            pw = plain(input_ids=torch.tensor([WINDOW_IDS])).logits[0].float().numpy()
+        plain_diff = float(np.abs(pw - window).max())
+    files = sorted(x for x in os.listdir(folder) if x != "window_logits.npy")
     ref = {
         "model_class": case["cls"].__name__,
         "stored_dtype": DTYPE_NAME[dtype],
         "reference": "float32 CPU, stored weights upcast exactly, eager attention, no KV cache",
         "input_ids": INPUT_IDS,
+        "window_ids": WINDOW_IDS,
+        "window_logits_file": "window_logits.npy",
+        "window_max_abs_diff_without_feature": plain_diff,
         "logits_file": "logits.npy",
         "logits_shape": list(logits.shape),
         "argmax": [int(i) for i in logits.argmax(axis=-1)],
@@ -130,21 +210,24 @@ def make(case, seed):
         "logits_std": float(logits.std()),
         "seed": seed,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-        "files": files + ["ref.json"],
+        "files": sorted(files + ["window_logits.npy"]) + ["ref.json"],
     }
     with open(os.path.join(folder, "ref.json"), "w") as f:
         json.dump(ref, f, indent=1)
         f.write("\n")
     size = sum(os.path.getsize(os.path.join(folder, x)) for x in os.listdir(folder))
     print(f"{name}: {files} {size} bytes, logits std {ref['logits_std']:.3f} "
-          f"absmax {ref['logits_abs_max']:.3f}", flush=True)
+          f"absmax {ref['logits_abs_max']:.3f}, window changed by the feature: {plain_diff}", flush=True)
 
 
 def main():
+    import sys
     torch.set_num_threads(4)
     os.makedirs(OUT, exist_ok=True)
+    only = set(sys.argv[1:])  # names to (re)make; all when empty
     for i, case in enumerate(CASES):
-        make(case, seed=100 + i)
+        if not only or case["name"] in only:
+            make(case, seed=100 + i)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ QString roleDescription(core::WeightRole role)
     case R::BiasGate: case R::BiasUp: case R::BiasDown: return QStringLiteral("MLP projection bias");
     case R::FinalNorm: return QStringLiteral("final RMSNorm");
     case R::LmHead: return QStringLiteral("output head (logits)");
+    case R::QNorm: return QStringLiteral("RMSNorm over each query head (Qwen3)");
+    case R::KNorm: return QStringLiteral("RMSNorm over each key head (Qwen3)");
     }
     return {};
 }

@@ -3,6 +3,8 @@
 
 #include <QTest>
 
+#include <cmath>
+
 using namespace bitsmith::core;
 
 class TestModelConfig : public QObject
@@ -61,6 +63,62 @@ private slots:
         QCOMPARE(c->slidingWindow, 4096);
     }
 
+    // Llama 3.1's rope in the transformers 4.x spelling (rope_scaling + top-level rope_theta) and
+    // the 5.x one (rope_parameters) parse to the same thing; the frequencies are Meta's formula
+    // (high frequencies kept, low ones divided by the factor, smooth in between).
+    void llama3RopeBothSpellings()
+    {
+        const QByteArray base = R"("architectures":["LlamaForCausalLM"],"vocab_size":100,"hidden_size":128,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":1,"max_position_embeddings":131072)";
+        auto v4 = ModelConfig::fromJson("{" + base + R"(,"rope_theta":500000.0,"rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}})", QStringLiteral("c"));
+        auto v5 = ModelConfig::fromJson("{" + base + R"(,"rope_parameters":{"rope_type":"llama3","rope_theta":500000.0,"factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}})", QStringLiteral("c"));
+        QVERIFY2(v4, v4 ? "" : qPrintable(v4.error().toString()));
+        QVERIFY2(v5, v5 ? "" : qPrintable(v5.error().toString()));
+        for (const ModelConfig *c : {&*v4, &*v5}) {
+            QCOMPARE(c->ropeScaling.type, RopeType::Llama3);
+            QCOMPARE(c->ropeTheta, 500000.0);
+            QCOMPARE(c->ropeScaling.factor, 8.0);
+            QCOMPARE(c->ropeScaling.originalMaxPositions, 8192);
+            QCOMPARE(c->contextLimit(), 131072);
+        }
+        double attention = 0;
+        const auto inv = ropeInverseFrequencies(v4->ropeScaling, v4->ropeTheta, 128, 131072, 100, &attention);
+        QCOMPARE(attention, 1.0);
+        QCOMPARE(inv.size(), std::size_t(64));
+        for (int i = 0; i < 64; ++i) { // Meta's reference apply_scaling, in double
+            const double f = 1.0 / std::pow(500000.0, 2.0 * i / 128), wavelen = 2 * M_PI / f;
+            double want = f;
+            if (wavelen > 8192.0)
+                want = f / 8;
+            else if (wavelen >= 8192.0 / 4) {
+                const double smooth = (8192.0 / wavelen - 1) / (4 - 1);
+                want = (1 - smooth) * f / 8 + smooth * f;
+            }
+            QVERIFY2(std::abs(inv[std::size_t(i)] - want) <= 2e-6 * want, qPrintable(QString::number(i)));
+        }
+    }
+
+    // Qwen's sliding window covers the layers from max_window_layers on, and only when
+    // use_sliding_window is set; layer_types, where given, decides.
+    void qwenSlidingLayers()
+    {
+        const QByteArray base = R"("architectures":["Qwen3ForCausalLM"],"vocab_size":100,"hidden_size":64,"intermediate_size":128,"num_hidden_layers":4,"num_attention_heads":4,"head_dim":32,"sliding_window":16)";
+        auto on = ModelConfig::fromJson("{" + base + R"(,"use_sliding_window":true,"max_window_layers":2})", QStringLiteral("c"));
+        QVERIFY(on);
+        QVERIFY(on->qkNorm);
+        QCOMPARE(on->headDim, 32);
+        QCOMPARE(on->windowOfLayer(0), 0);
+        QCOMPARE(on->windowOfLayer(1), 0);
+        QCOMPARE(on->windowOfLayer(2), 16);
+        QCOMPARE(on->windowOfLayer(3), 16);
+        auto off = ModelConfig::fromJson("{" + base + R"(,"use_sliding_window":false,"max_window_layers":2})", QStringLiteral("c"));
+        QVERIFY(off);
+        QCOMPARE(off->windowOfLayer(3), 0);
+        auto typed = ModelConfig::fromJson("{" + base + R"(,"use_sliding_window":true,"layer_types":["sliding_attention","full_attention","sliding_attention","full_attention"]})", QStringLiteral("c"));
+        QVERIFY(typed);
+        QCOMPARE(typed->windowOfLayer(0), 16);
+        QCOMPARE(typed->windowOfLayer(1), 0);
+    }
+
     void errors_data()
     {
         QTest::addColumn<QByteArray>("json");
@@ -78,9 +136,24 @@ private slots:
         QTest::newRow("heads not divisible")
             << QByteArray(R"({"architectures":["LlamaForCausalLM"],"num_key_value_heads":3,)" + base + "}")
             << int(ErrorCode::Format) << QStringLiteral("num_key_value_heads") << QStringLiteral("multiple");
-        QTest::newRow("rope scaling")
+        QTest::newRow("llama3 rope without its frequency factors")
             << QByteArray(R"({"architectures":["LlamaForCausalLM"],"rope_scaling":{"rope_type":"llama3","factor":8.0},)" + base + "}")
-            << int(ErrorCode::Unsupported) << QStringLiteral("rope_scaling") << QStringLiteral("llama3");
+            << int(ErrorCode::Format) << QStringLiteral("rope_scaling") << QStringLiteral("low_freq_factor");
+        QTest::newRow("unknown rope type")
+            << QByteArray(R"({"architectures":["LlamaForCausalLM"],"rope_parameters":{"rope_type":"su","factor":2.0},)" + base + "}")
+            << int(ErrorCode::Unsupported) << QStringLiteral("rope_parameters") << QStringLiteral("'su'");
+        QTest::newRow("linear rope without factor")
+            << QByteArray(R"({"architectures":["LlamaForCausalLM"],"rope_scaling":{"type":"linear"},)" + base + "}")
+            << int(ErrorCode::Format) << QStringLiteral("rope_scaling") << QStringLiteral("factor");
+        QTest::newRow("longrope factors of the wrong length")
+            << QByteArray(R"({"architectures":["LlamaForCausalLM"],"rope_scaling":{"rope_type":"longrope","short_factor":[1,1],"long_factor":[1,1]},)" + base + "}")
+            << int(ErrorCode::Format) << QStringLiteral("rope_scaling") << QStringLiteral("head_dim 16 needs 8");
+        QTest::newRow("partial rotary")
+            << QByteArray(R"({"architectures":["LlamaForCausalLM"],"partial_rotary_factor":0.5,)" + base + "}")
+            << int(ErrorCode::Unsupported) << QStringLiteral("partial_rotary_factor") << QStringLiteral("partial_rotary_factor");
+        QTest::newRow("layer_types of the wrong length")
+            << QByteArray(R"({"architectures":["Qwen3ForCausalLM"],"layer_types":["full_attention"],)" + base + "}")
+            << int(ErrorCode::Format) << QStringLiteral("layer_types") << QStringLiteral("1 entries for 2 layers");
         QTest::newRow("activation") << QByteArray(R"({"architectures":["LlamaForCausalLM"],"hidden_act":"gelu",)" + base + "}")
                                     << int(ErrorCode::Unsupported) << QStringLiteral("hidden_act") << QStringLiteral("gelu");
         QTest::newRow("fractional size")

@@ -1,6 +1,8 @@
 // tst_reference: the runtime against state files written by the PyTorch reference
 // (tools/train_reference_lm.py, tools/make_tiny_references.py): logits of tiny Qwen2 (tied,
-// biases, f32), Mistral (f16) and sharded bf16 Llama checkpoints, and the bundled model's logits,
+// biases, f32), Mistral (f16, and sliding window), sharded bf16 Llama, Llama with every rope
+// scaling type (llama3, linear, dynamic, yarn, longrope) and Qwen3 (q/k norms, per-layer sliding
+// window) checkpoints on a prompt and a 200-token window, and the bundled model's logits,
 // greedy continuations, tokenizer ids and perplexity under the protocol.
 #include "core/evaluate.h"
 #include "core/generate.h"
@@ -13,7 +15,9 @@
 #include <QJsonObject>
 #include <QTest>
 
+#include <algorithm>
 #include <cmath>
+#include <span>
 
 using namespace bitsmith::core;
 using namespace bitsmith::test;
@@ -59,7 +63,8 @@ private slots:
     {
         QTest::addColumn<QString>("name");
         QTest::addColumn<int>("backend");
-        for (const char *n : {"qwen2-tied-bias", "mistral-f16", "llama-sharded-bf16"}) {
+        for (const char *n : {"qwen2-tied-bias", "mistral-f16", "llama-sharded-bf16", "rope-llama3", "rope-linear",
+                              "rope-dynamic", "rope-yarn", "rope-longrope", "qwen3", "qwen3-sliding", "mistral-sliding"}) {
             QTest::newRow(qPrintable(QStringLiteral("%1 onednn").arg(QLatin1String(n))))
                 << QString::fromLatin1(n) << int(LinearBackend::OneDnn);
             QTest::newRow(qPrintable(QStringLiteral("%1 eigen").arg(QLatin1String(n))))
@@ -88,6 +93,50 @@ private slots:
         const float diff = maxAbsDiff(logits, expected);
         qInfo("%s: max abs logit difference %.3g", qPrintable(name), double(diff));
         QVERIFY2(diff <= kLogitTolerance, qPrintable(QString::number(diff)));
+
+        // A 200-token window, where rope scaling and sliding windows change the logits (ref.json
+        // records by how much: without the feature the logits differ by several units).
+        if (!ref.contains(QStringLiteral("window_ids")))
+            return;
+        const auto window = toIds(ref[QStringLiteral("window_ids")].toArray());
+        QVERIFY(readNpyF32(dir + QStringLiteral("/window_logits.npy"), expected, shape));
+        const double without = ref[QStringLiteral("window_max_abs_diff_without_feature")].toDouble(0);
+        if (without > 0)
+            QVERIFY(without > 100 * kLogitTolerance); // the case does test its feature
+        KVCache wc = tf.makeCache(int(window.size()));
+        QVERIFY(tf.forward(window, wc, logits));
+        const float wdiff = maxAbsDiff(logits, expected);
+        const std::int64_t vocab = (*m)->config().vocabSize;
+        // perplexity of the window's next tokens under both logit sets
+        auto meanNll = [&](const std::vector<float> &l) {
+            double nll = 0;
+            for (std::size_t i = 0; i + 1 < window.size(); ++i) {
+                const float *row = l.data() + i * vocab;
+                const float mx = *std::max_element(row, row + vocab);
+                double z = 0;
+                for (std::int64_t v = 0; v < vocab; ++v)
+                    z += std::exp(double(row[v]) - mx);
+                nll += std::log(z) + mx - row[window[i + 1]];
+            }
+            return nll / double(window.size() - 1);
+        };
+        const double ppl = std::exp(meanNll(logits)), refPpl = std::exp(meanNll(expected));
+        qInfo("%s: window max abs logit difference %.3g, perplexity %.4f vs %.4f", qPrintable(name), double(wdiff), ppl, refPpl);
+        QVERIFY2(wdiff <= kLogitTolerance, qPrintable(QString::number(wdiff)));
+        QVERIFY(std::abs(ppl / refPpl - 1) < 0.005);
+
+        // The same window in two calls through the KV cache gives the same second half (sliding
+        // windows and positions carry across calls). Not for rope types that transformers
+        // recomputes per call from its length (dynamic, longrope).
+        if (ropeDependsOnLength((*m)->config().ropeScaling.type))
+            return;
+        KVCache split = tf.makeCache(int(window.size()));
+        const std::size_t half = window.size() / 2;
+        std::vector<float> first, second;
+        QVERIFY(tf.forward(std::span(window).first(half), split, first));
+        QVERIFY(tf.forward(std::span(window).subspan(half), split, second));
+        const std::vector<float> tail(expected.begin() + std::ptrdiff_t(half * vocab), expected.end());
+        QVERIFY2(maxAbsDiff(second, tail) <= kLogitTolerance, qPrintable(QString::number(maxAbsDiff(second, tail))));
     }
 
     void bundledModelLogits_data()
