@@ -29,6 +29,8 @@ struct TinySpec
     bool tied = false;
     bool qkvBias = false;
     int slidingWindow = 0;
+    int headDim = 0;            // 0: hidden / heads
+    QJsonObject ropeScaling;    // written as rope_scaling when not empty
     core::DType dtype = core::DType::F32;
     float scale = 0.2f;
     std::uint32_t seed = 1;
@@ -39,7 +41,8 @@ struct TinySpec
 
 inline std::map<QString, std::vector<std::int64_t>> tinyTensorShapes(const TinySpec &s)
 {
-    const int hd = s.hidden / s.heads;
+    const int hd = s.headDim > 0 ? s.headDim : s.hidden / s.heads;
+    const bool qkNorm = s.architecture == QLatin1String("Qwen3ForCausalLM");
     std::map<QString, std::vector<std::int64_t>> t;
     t[QStringLiteral("model.embed_tokens.weight")] = {s.vocab, s.hidden};
     for (int i = 0; i < s.layers; ++i) {
@@ -54,6 +57,10 @@ inline std::map<QString, std::vector<std::int64_t>> tinyTensorShapes(const TinyS
             t[p + QStringLiteral("self_attn.q_proj.bias")] = {s.heads * hd};
             t[p + QStringLiteral("self_attn.k_proj.bias")] = {s.kvHeads * hd};
             t[p + QStringLiteral("self_attn.v_proj.bias")] = {s.kvHeads * hd};
+        }
+        if (qkNorm) {
+            t[p + QStringLiteral("self_attn.q_norm.weight")] = {hd};
+            t[p + QStringLiteral("self_attn.k_norm.weight")] = {hd};
         }
         t[p + QStringLiteral("mlp.gate_proj.weight")] = {s.inter, s.hidden};
         t[p + QStringLiteral("mlp.up_proj.weight")] = {s.inter, s.hidden};
@@ -81,6 +88,10 @@ inline bool writeTinyModel(const QString &folder, const TinySpec &s)
                     {QStringLiteral("rms_norm_eps"), 1e-5},
                     {QStringLiteral("tie_word_embeddings"), s.tied},
                     {QStringLiteral("hidden_act"), QStringLiteral("silu")}};
+    if (s.headDim > 0)
+        cfg[QStringLiteral("head_dim")] = s.headDim;
+    if (!s.ropeScaling.isEmpty())
+        cfg[QStringLiteral("rope_scaling")] = s.ropeScaling;
     if (s.slidingWindow > 0) {
         cfg[QStringLiteral("sliding_window")] = s.slidingWindow;
         cfg[QStringLiteral("use_sliding_window")] = true;

@@ -36,6 +36,8 @@ constexpr NamePair kBlockNames[] = {
     {"self_attn.k_proj.bias", "attn_k.bias"},
     {"self_attn.v_proj.bias", "attn_v.bias"},
     {"self_attn.o_proj.bias", "attn_output.bias"},
+    {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+    {"self_attn.k_norm.weight", "attn_k_norm.weight"},
     {"post_attention_layernorm.weight", "ffn_norm.weight"},
     {"mlp.gate_proj.weight", "ffn_gate.weight"},
     {"mlp.up_proj.weight", "ffn_up.weight"},
@@ -250,8 +252,27 @@ QJsonObject GgufExportReport::toJson() const
 Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, const GgufExportOptions &options, Feedback *feedback)
 {
     const ModelConfig &c = model.config();
-    const bool qwen = c.architecture == Architecture::Qwen2;
-    const QString arch = qwen ? QStringLiteral("qwen2") : QStringLiteral("llama");
+    // qwen2 / qwen3 run rope in the NeoX layout (q/k rows as stored); llama permutes them
+    const bool qwen = c.architecture == Architecture::Qwen2 || c.architecture == Architecture::Qwen3;
+    const QString arch = c.architecture == Architecture::Qwen3 ? QStringLiteral("qwen3")
+                       : qwen                                  ? QStringLiteral("qwen2")
+                                                               : QStringLiteral("llama");
+    // Rope scaling as llama.cpp reads it: linear as metadata; llama3 (and frequency factors
+    // brought in from a GGUF) as the rope_freqs tensor that convert_hf_to_gguf.py writes, the
+    // divisor of each frequency. The other types are not written yet.
+    const RopeScaling &rs = c.ropeScaling;
+    std::vector<float> ropeFactors;
+    if (rs.type == RopeType::Llama3 || (rs.type == RopeType::LongRope && rs.shortFactor == rs.longFactor && rs.attentionFactor == 1.0)) {
+        const std::vector<float> plain = ropeInverseFrequencies({}, c.ropeTheta, c.headDim, c.maxPositions, 1);
+        const std::vector<float> scaled = ropeInverseFrequencies(rs, c.ropeTheta, c.headDim, c.maxPositions, 1);
+        for (std::size_t i = 0; i < plain.size(); ++i)
+            ropeFactors.push_back(static_cast<float>(static_cast<double>(plain[i]) / scaled[i]));
+    } else if (rs.type != RopeType::Default && rs.type != RopeType::Linear) {
+        return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("GGUF export of rope type '%1' is not supported yet").arg(QLatin1String(ropeTypeName(rs.type))))
+                              .inFile(model.folder())
+                              .forParameter(QStringLiteral("rope_scaling"))
+                              .withHint(QStringLiteral("default, linear and llama3 rope are written; export a Hugging Face folder instead")));
+    }
     GgufExportReport report;
     report.path = path;
     report.architecture = arch;
@@ -323,6 +344,10 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
     w.set(key("attention.value_length"), GgufValue::u32(static_cast<std::uint32_t>(c.headDim)));
     w.set(key("rope.dimension_count"), GgufValue::u32(static_cast<std::uint32_t>(c.headDim)));
     w.set(key("rope.freq_base"), GgufValue::f32(static_cast<float>(c.ropeTheta)));
+    if (rs.type == RopeType::Linear) {
+        w.set(key("rope.scaling.type"), GgufValue::string("linear"));
+        w.set(key("rope.scaling.factor"), GgufValue::f32(static_cast<float>(rs.factor)));
+    }
     w.set(key("attention.layer_norm_rms_epsilon"), GgufValue::f32(static_cast<float>(c.rmsNormEps)));
     w.set(key("vocab_size"), GgufValue::u32(static_cast<std::uint32_t>(c.vocabSize)));
     w.set(QStringLiteral("tokenizer.ggml.model"), GgufValue::string("gpt2"));
@@ -481,6 +506,24 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
         report.tensors.push_back(te);
     }
 
+    if (!ropeFactors.empty()) {
+        GgufTensorExport te;
+        te.source = QStringLiteral("rope parameters (%1)").arg(QLatin1String(ropeTypeName(rs.type)));
+        te.name = QStringLiteral("rope_freqs.weight");
+        te.type = GgmlType::F32;
+        te.kind = QStringLiteral("f32");
+        te.how = QStringLiteral("rope frequency factors, as convert_hf_to_gguf.py writes them");
+        te.bytes = static_cast<std::int64_t>(ropeFactors.size() * sizeof(float));
+        auto produce = [ropeFactors]() -> Expected<std::vector<std::uint8_t>> {
+            std::vector<std::uint8_t> out(ropeFactors.size() * sizeof(float));
+            std::memcpy(out.data(), ropeFactors.data(), out.size());
+            return out;
+        };
+        if (auto added = w.addTensor(te.name, {static_cast<std::int64_t>(ropeFactors.size())}, te.type, std::move(produce)); !added)
+            return unexpected(added.error());
+        report.tensors.push_back(te);
+    }
+
     // ---- llama-quantize overrides: one line per role when every block agrees ----
     std::map<QString, std::map<QString, QString>> byRole; // role suffix -> tensor -> type
     for (const GgufTensorExport &t : report.tensors) {
@@ -577,12 +620,13 @@ Expected<std::shared_ptr<Model>> loadGgufModel(const QString &path, Feedback *fe
         return unexpected(opened.error());
     const GgufFile &g = **opened;
     const QString arch = g.stringValue(QStringLiteral("general.architecture")).value_or(QString());
-    if (arch != QLatin1String("llama") && arch != QLatin1String("qwen2"))
+    if (arch != QLatin1String("llama") && arch != QLatin1String("qwen2") && arch != QLatin1String("qwen3"))
         return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("GGUF architecture '%1' is not supported").arg(arch))
                               .inFile(path)
                               .forParameter(QStringLiteral("general.architecture"))
-                              .withHint(QStringLiteral("Bitsmith runs llama (Llama, Mistral) and qwen2 models")));
-    const bool qwen = arch == QLatin1String("qwen2");
+                              .withHint(QStringLiteral("Bitsmith runs llama (Llama, Mistral), qwen2 and qwen3 models")));
+    const bool qwen3 = arch == QLatin1String("qwen3");
+    const bool qwen = arch == QLatin1String("qwen2") || qwen3;
     auto num = [&](const char *k) { return g.intValue(arch + QLatin1Char('.') + QLatin1String(k)); };
     auto real = [&](const char *k) { return g.floatValue(arch + QLatin1Char('.') + QLatin1String(k)); };
     const GgufTensorInfo *embd = g.findTensor(QStringLiteral("token_embd.weight"));
@@ -590,7 +634,9 @@ Expected<std::shared_ptr<Model>> loadGgufModel(const QString &path, Feedback *fe
         return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("token_embd.weight is missing or not a matrix")).inFile(path));
     // The sizes come from the metadata; the tensors are then checked against them like a checkpoint.
     QJsonObject cfg;
-    cfg.insert(QStringLiteral("architectures"), QJsonArray{qwen ? QStringLiteral("Qwen2ForCausalLM") : QStringLiteral("LlamaForCausalLM")});
+    cfg.insert(QStringLiteral("architectures"), QJsonArray{qwen3 ? QStringLiteral("Qwen3ForCausalLM")
+                                                           : qwen ? QStringLiteral("Qwen2ForCausalLM")
+                                                                  : QStringLiteral("LlamaForCausalLM")});
     cfg.insert(QStringLiteral("model_type"), arch);
     const std::int64_t hidden = num("embedding_length").value_or(0), heads = num("attention.head_count").value_or(0);
     cfg.insert(QStringLiteral("hidden_size"), static_cast<qint64>(hidden));
@@ -601,6 +647,29 @@ Expected<std::shared_ptr<Model>> loadGgufModel(const QString &path, Feedback *fe
     cfg.insert(QStringLiteral("head_dim"), static_cast<qint64>(num("attention.key_length").value_or(heads > 0 ? hidden / heads : 0)));
     cfg.insert(QStringLiteral("max_position_embeddings"), static_cast<qint64>(num("context_length").value_or(2048)));
     cfg.insert(QStringLiteral("rope_theta"), real("rope.freq_base").value_or(10000.0));
+    // Rope scaling: linear from the metadata; a rope_freqs tensor (Llama 3.1 and later) divides
+    // each frequency, which is longrope with equal short and long factors and no attention factor.
+    const QString scalingType = g.stringValue(arch + QStringLiteral(".rope.scaling.type")).value_or(QStringLiteral("none"));
+    if (const GgufTensorInfo *freqs = g.findTensor(QStringLiteral("rope_freqs.weight"))) {
+        const std::vector<float> f = g.dequantize(*freqs);
+        QJsonArray factors;
+        for (float v : f)
+            factors.append(static_cast<double>(v));
+        cfg.insert(QStringLiteral("rope_scaling"), QJsonObject{{QStringLiteral("rope_type"), QStringLiteral("longrope")},
+                                                               {QStringLiteral("short_factor"), factors},
+                                                               {QStringLiteral("long_factor"), factors},
+                                                               {QStringLiteral("attention_factor"), 1.0},
+                                                               {QStringLiteral("original_max_position_embeddings"),
+                                                                static_cast<qint64>(num("context_length").value_or(2048))}});
+    } else if (scalingType == QLatin1String("linear")) {
+        cfg.insert(QStringLiteral("rope_scaling"), QJsonObject{{QStringLiteral("rope_type"), QStringLiteral("linear")},
+                                                               {QStringLiteral("factor"), real("rope.scaling.factor").value_or(1.0)}});
+    } else if (scalingType != QLatin1String("none")) {
+        return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("GGUF rope scaling '%1' is not supported yet").arg(scalingType))
+                              .inFile(path)
+                              .forParameter(arch + QStringLiteral(".rope.scaling.type"))
+                              .withHint(QStringLiteral("none, linear and rope_freqs (Llama 3.1) are read")));
+    }
     cfg.insert(QStringLiteral("rms_norm_eps"), real("attention.layer_norm_rms_epsilon").value_or(1e-6));
     cfg.insert(QStringLiteral("vocab_size"), static_cast<qint64>(embd->dims[1]));
     cfg.insert(QStringLiteral("tie_word_embeddings"), g.findTensor(QStringLiteral("output.weight")) == nullptr);
@@ -638,7 +707,7 @@ Expected<std::shared_ptr<Model>> loadGgufModel(const QString &path, Feedback *fe
             feedback->setProgress(0.5 * static_cast<double>(i) / static_cast<double>(g.tensors().size()));
         }
         if (t.name == QLatin1String("rope_freqs.weight"))
-            continue; // llama.cpp's precomputed rope factors; the default rope needs none
+            continue; // read into the rope parameters above
         InMemoryTensor m;
         m.name = hfTensorName(t.name);
         if (m.name.isEmpty())

@@ -290,6 +290,9 @@ private slots:
         QTest::newRow("qwen2 tied") << "Qwen2ForCausalLM" << true << true;
         QTest::newRow("llama bias") << "LlamaForCausalLM" << false << true;
         QTest::newRow("mistral") << "MistralForCausalLM" << false << false;
+        QTest::newRow("qwen3 tied") << "Qwen3ForCausalLM" << true << false;
+        QTest::newRow("llama3 rope") << "LlamaForCausalLM+llama3" << false << false;
+        QTest::newRow("linear rope") << "LlamaForCausalLM+linear" << false << false;
     }
     void ggufOtherFamilies()
     {
@@ -297,14 +300,24 @@ private slots:
         QFETCH(bool, tied);
         QFETCH(bool, bias);
         TinySpec spec;
+        const QString rope = architecture.section(QLatin1Char('+'), 1);
+        architecture = architecture.section(QLatin1Char('+'), 0, 0);
         spec.architecture = architecture;
+        if (rope == QLatin1String("llama3"))
+            spec.ropeScaling = QJsonObject{{QStringLiteral("rope_type"), QStringLiteral("llama3")}, {QStringLiteral("factor"), 8.0},
+                                           {QStringLiteral("low_freq_factor"), 1.0}, {QStringLiteral("high_freq_factor"), 4.0},
+                                           {QStringLiteral("original_max_position_embeddings"), 64}};
+        else if (rope == QLatin1String("linear"))
+            spec.ropeScaling = QJsonObject{{QStringLiteral("rope_type"), QStringLiteral("linear")}, {QStringLiteral("factor"), 4.0}};
+        if (architecture == QLatin1String("Qwen3ForCausalLM"))
+            spec.headDim = 32; // != hidden / heads, as in Qwen3
         spec.vocab = 4096; // the bundled tokenizer's
         spec.hidden = 64;
         spec.heads = 4;
         spec.kvHeads = 2;
         spec.tied = tied;
         spec.qkvBias = bias && architecture.startsWith(QLatin1String("Qwen2"));
-        const QString folder = m_dir.filePath(QStringLiteral("tiny-") + architecture);
+        const QString folder = m_dir.filePath(QStringLiteral("tiny-") + architecture + rope);
         QVERIFY(writeTinyModel(folder, spec));
         QVERIFY(QFile::copy(defaultModelDir() + QStringLiteral("/tokenizer.json"), folder + QStringLiteral("/tokenizer.json")));
         if (bias && !spec.qkvBias) { // Llama's attention_bias: q/k/v/o biases
@@ -341,8 +354,29 @@ private slots:
         QVERIFY2(report, report ? "" : qPrintable(report.error().toString()));
         auto file = gguf::GgufFile::open(path);
         QVERIFY(file);
-        const bool qwen = architecture.startsWith(QLatin1String("Qwen2"));
-        QCOMPARE(*(*file)->stringValue(QStringLiteral("general.architecture")), qwen ? QStringLiteral("qwen2") : QStringLiteral("llama"));
+        const bool qwen = architecture.startsWith(QLatin1String("Qwen"));
+        const QString ggufArch = architecture.startsWith(QLatin1String("Qwen3")) ? QStringLiteral("qwen3")
+                               : qwen                                          ? QStringLiteral("qwen2")
+                                                                               : QStringLiteral("llama");
+        QCOMPARE(*(*file)->stringValue(QStringLiteral("general.architecture")), ggufArch);
+        if (ggufArch == QLatin1String("qwen3")) {
+            QVERIFY((*file)->findTensor(QStringLiteral("blk.1.attn_k_norm.weight")));
+            QCOMPARE(*(*file)->intValue(QStringLiteral("qwen3.attention.key_length")), std::int64_t(32));
+        }
+        // llama3 rope: the frequency divisors convert_hf_to_gguf.py writes (1 for the highest
+        // frequency, the factor for the lowest); linear: metadata
+        const gguf::GgufTensorInfo *freqs = (*file)->findTensor(QStringLiteral("rope_freqs.weight"));
+        QCOMPARE(freqs != nullptr, rope == QLatin1String("llama3"));
+        if (freqs) {
+            const std::vector<float> f = (*file)->dequantize(*freqs);
+            QCOMPARE(f.size(), std::size_t(8));
+            QCOMPARE(f.front(), 1.0f);
+            QVERIFY(std::abs(f.back() - 8.0f) < 1e-5f);
+        }
+        if (rope == QLatin1String("linear")) {
+            QCOMPARE(*(*file)->stringValue(QStringLiteral("llama.rope.scaling.type")), QStringLiteral("linear"));
+            QCOMPARE(*(*file)->floatValue(QStringLiteral("llama.rope.scaling.factor")), 4.0);
+        }
         QCOMPARE((*file)->findTensor(QStringLiteral("output.weight")) == nullptr, tied);
         QCOMPARE((*file)->findTensor(QStringLiteral("blk.1.attn_k.bias")) != nullptr, bias);
         if (bias) {
@@ -354,10 +388,18 @@ private slots:
         }
         auto back = Model::load(path);
         QVERIFY2(back, back ? "" : qPrintable(back.error().toString()));
-        QCOMPARE((*back)->config().architecture, (*model)->config().architecture == Architecture::Qwen2 ? Architecture::Qwen2 : Architecture::Llama);
+        const Architecture a = (*model)->config().architecture;
+        QCOMPARE((*back)->config().architecture, a == Architecture::Mistral ? Architecture::Llama : a);
         QCOMPARE((*back)->config().tieWordEmbeddings, tied);
-        const std::vector<std::int32_t> ids = {5, 77, 1000, 3, 4000, 12};
-        QCOMPARE(maxAbsDiff(logitsOf(*model, ids), logitsOf(*back, ids)), 0.0f);
+        // rope_freqs comes back as frequency divisors (longrope with equal factors), linear as linear
+        QCOMPARE((*back)->config().ropeScaling.type, rope == QLatin1String("llama3") ? RopeType::LongRope
+                                                     : rope == QLatin1String("linear") ? RopeType::Linear
+                                                                                       : RopeType::Default);
+        std::vector<std::int32_t> ids = {5, 77, 1000, 3, 4000, 12};
+        for (int i = 0; i < 40; ++i) // a longer sequence, where rope scaling matters more
+            ids.push_back((i * 37 + 11) % 4096);
+        // rope factors go through f32 in the file: the same logits to f32 rounding
+        QVERIFY(maxAbsDiff(logitsOf(*model, ids), logitsOf(*back, ids)) <= (rope == QLatin1String("llama3") ? 1e-4f : 0.0f));
     }
 
     void hfDenseReloadsWithIdenticalLogits()
