@@ -182,8 +182,21 @@ void ModelSummaryWidget::updateFields()
     setField(QStringLiteral("vocabulary"),
              formatCount(c.vocabSize)
                  + (c.tieWordEmbeddings ? tr(" (head tied to embedding)") : QString()));
-    setField(QStringLiteral("context"), tr("%1 tokens").arg(formatCount(c.maxPositions)));
-    setField(QStringLiteral("ropeTheta"), QString::number(c.ropeTheta, 'g', 10));
+    setField(QStringLiteral("context"),
+             tr("%1 tokens").arg(formatCount(c.maxPositions))
+                 + (c.slidingWindow > 0 ? tr(", sliding window %1%2")
+                                              .arg(c.slidingWindow)
+                                              .arg(c.slidingLayers.empty()
+                                                       ? QString()
+                                                       : tr(" on %1 of %2 layers")
+                                                             .arg(std::count(c.slidingLayers.begin(), c.slidingLayers.end(), true))
+                                                             .arg(c.numLayers))
+                                        : QString()));
+    setField(QStringLiteral("ropeTheta"),
+             QString::number(c.ropeTheta, 'g', 10)
+                 + (c.ropeScaling.type == core::RopeType::Default
+                        ? QString()
+                        : tr(" (%1 scaling, factor %2)").arg(QLatin1String(core::ropeTypeName(c.ropeScaling.type))).arg(c.ropeScaling.factor)));
 
     const std::int64_t params = m_model->totalParameters();
     setField(QStringLiteral("totalParameters"),

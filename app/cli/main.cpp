@@ -30,6 +30,7 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <new>
@@ -78,6 +79,10 @@ int cmdInfo(const QStringList &args)
         o[QStringLiteral("vocab_size")] = cfg.vocabSize;
         o[QStringLiteral("max_position_embeddings")] = cfg.maxPositions;
         o[QStringLiteral("rope_theta")] = cfg.ropeTheta;
+        o[QStringLiteral("rope_type")] = QString::fromLatin1(ropeTypeName(cfg.ropeScaling.type));
+        if (cfg.ropeScaling.type != RopeType::Default)
+            o[QStringLiteral("rope_factor")] = cfg.ropeScaling.factor;
+        o[QStringLiteral("sliding_window")] = cfg.slidingWindow > 0 ? QJsonValue(cfg.slidingWindow) : QJsonValue();
         o[QStringLiteral("tie_word_embeddings")] = cfg.tieWordEmbeddings;
         o[QStringLiteral("parameters")] = static_cast<double>(m.totalParameters());
         o[QStringLiteral("bytes")] = static_cast<double>(m.totalStoredBytes());
@@ -109,8 +114,13 @@ int cmdInfo(const QStringList &args)
     std::printf("architecture  %s (%d layers, hidden %d, MLP %d, heads %d/%d kv, head dim %d)\n",
                 qPrintable(cfg.architectureName), cfg.numLayers, cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads,
                 cfg.numKvHeads, cfg.headDim);
-    std::printf("vocabulary    %d   context %d   rope theta %g   tied embeddings %s\n", cfg.vocabSize,
-                cfg.maxPositions, cfg.ropeTheta, cfg.tieWordEmbeddings ? "yes" : "no");
+    std::printf("vocabulary    %d   context %d   rope theta %g (%s%s)   tied embeddings %s\n", cfg.vocabSize,
+                cfg.maxPositions, cfg.ropeTheta, ropeTypeName(cfg.ropeScaling.type),
+                cfg.ropeScaling.type == RopeType::Default ? "" : qPrintable(QStringLiteral(", factor %1").arg(cfg.ropeScaling.factor)),
+                cfg.tieWordEmbeddings ? "yes" : "no");
+    if (cfg.slidingWindow > 0)
+        std::printf("attention     sliding window of %d tokens on %s\n", cfg.slidingWindow,
+                    cfg.slidingLayers.empty() ? "every layer" : qPrintable(QStringLiteral("%1 of %2 layers").arg(std::count(cfg.slidingLayers.begin(), cfg.slidingLayers.end(), true)).arg(cfg.numLayers)));
     std::printf("parameters    %lld   stored %.2f MiB   %.3f bits per weight%s\n\n",
                 static_cast<long long>(m.totalParameters()), static_cast<double>(m.totalStoredBytes()) / (1024.0 * 1024.0),
                 8.0 * static_cast<double>(m.totalStoredBytes()) / static_cast<double>(m.totalParameters()),
@@ -195,26 +205,43 @@ int cmdLogits(const QStringList &args)
 {
     Common c;
     QCommandLineOption text(QStringLiteral("text"), QStringLiteral("The input text."), QStringLiteral("STRING"));
+    QCommandLineOption idsOption(QStringLiteral("ids"), QStringLiteral("The input token ids, comma-separated (no tokenizer needed)."),
+                                 QStringLiteral("I,J,..."));
     QCommandLineOption out(QStringLiteral("out"), QStringLiteral("Output .npy file: float32 [tokens, vocab]."), QStringLiteral("FILE"));
-    c.parser.addOptions({text, out});
+    c.parser.addOptions({text, idsOption, out});
     int code = 0;
-    const QString usage = QStringLiteral("logits MODEL --text STRING --out FILE.npy");
+    const QString usage = QStringLiteral("logits MODEL (--text STRING | --ids I,J,...) --out FILE.npy");
     if (!parseArgs(c, args, 1, usage, code))
         return code;
-    if (!c.parser.isSet(text) || !c.parser.isSet(out))
-        return usageError(QStringLiteral("--text and --out are required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+    if (c.parser.isSet(text) == c.parser.isSet(idsOption) || !c.parser.isSet(out))
+        return usageError(QStringLiteral("--out and one of --text or --ids are required"), QStringLiteral("usage: bitsmith-cli %1").arg(usage));
+    std::vector<std::int32_t> ids;
+    if (c.parser.isSet(idsOption)) { // parsed before the model loads: a typo fails at once
+        for (const QString &part : c.parser.value(idsOption).split(QLatin1Char(','), Qt::SkipEmptyParts)) {
+            bool ok = false;
+            const int id = part.trimmed().toInt(&ok);
+            if (!ok || id < 0)
+                return usageError(QStringLiteral("--ids: '%1' is not a token id").arg(part),
+                                  QStringLiteral("give non-negative integers separated by commas, e.g. --ids 1,2,3"));
+            ids.push_back(id);
+        }
+        if (ids.empty())
+            return usageError(QStringLiteral("--ids is empty"), QStringLiteral("e.g. --ids 1,2,3"));
+    }
     auto backend = backendFrom(c.parser.value(c.backend));
     if (!backend)
         return reportError(backend.error());
     auto model = loadModel(c.parser.positionalArguments().first(), true);
     if (!model)
         return reportError(model.error());
-    auto tok = requireTokenizer(**model);
-    if (!tok)
-        return reportError(tok.error());
-    const std::vector<std::int32_t> ids = (*tok)->encode(c.parser.value(text).toStdString(), false);
-    if (ids.empty())
-        return usageError(QStringLiteral("the text encodes to no tokens"), QStringLiteral("give a non-empty --text"));
+    if (c.parser.isSet(text)) {
+        auto tok = requireTokenizer(**model);
+        if (!tok)
+            return reportError(tok.error());
+        ids = (*tok)->encode(c.parser.value(text).toStdString(), false);
+        if (ids.empty())
+            return usageError(QStringLiteral("the text encodes to no tokens"), QStringLiteral("give a non-empty --text"));
+    }
     Transformer tf(*model, *backend);
     KVCache cache = tf.makeCache(static_cast<int>(ids.size()));
     std::vector<float> logits;
@@ -1053,7 +1080,7 @@ void printUsage(FILE *to)
                "  eval MODEL --text FILE [--ctx N] [--max-windows K] [--score-from P] [--json]\n"
                "                                              perplexity (non-overlapping windows)\n"
                "  compare REFERENCE CANDIDATE --text FILE     KL divergence and top-1 agreement\n"
-               "  logits MODEL --text STRING --out FILE.npy   float32 [tokens, vocab] logits\n"
+               "  logits MODEL (--text S | --ids I,J,..) --out F.npy   float32 [tokens, vocab] logits\n"
                "  generate MODEL --prompt STRING [--max-tokens N] [--temperature T] [--seed S]\n"
                "  compress MODEL (--recipe FILE | --method NAME --bits B [--group G] [--sym] [--act-order])\n"
                "           [--calib TEXT_FILE] --out DIR     write a compressed model folder\n"

@@ -51,6 +51,28 @@ else
   bad "logits .npy"; cat "$TMP/err"
 fi
 
+# logits of given ids (no tokenizer: the tiny yarn-rope checkpoint) equal transformers' reference
+TINY="$SRC/tests/data/tiny/rope-yarn"
+IDS=$(python3 -c "import json; print(','.join(map(str, json.load(open('$TINY/ref.json'))['input_ids'])))")
+if "$CLI" logits "$TINY" --ids "$IDS" --out "$TMP/ids.npy" >/dev/null 2>"$TMP/err" \
+   && python3 -c "
+import struct
+def load(p):
+    b=open(p,'rb').read(); n=struct.unpack('<H',b[8:10])[0]; d=b[10+n:]
+    return struct.unpack('<%df' % (len(d)//4), d)
+a=load('$TMP/ids.npy'); r=load('$TINY/logits.npy'); assert len(a)==len(r)==12*300
+m=max(abs(x-y) for x,y in zip(a,r)); assert m<1e-3, m"; then
+  ok "logits --ids (yarn rope) vs transformers"
+else
+  bad "logits --ids"; cat "$TMP/err"
+fi
+if "$CLI" info "$SRC/tests/data/tiny/qwen3-sliding" --json >"$TMP/q3.json" 2>"$TMP/err" \
+   && python3 -c "import json; d=json.load(open('$TMP/q3.json')); assert d['architecture']=='Qwen3ForCausalLM' and d['rope_type']=='default' and d['sliding_window']==16 and any(t['kind']=='attn.q_norm' for t in d['tensors']), d"; then
+  ok "info --json of a Qwen3 checkpoint"
+else
+  bad "info --json (qwen3)"; cat "$TMP/err"
+fi
+
 a=$("$CLI" generate default --prompt "And God said" --max-tokens 12 --temperature 0 2>/dev/null)
 b=$("$CLI" generate default --prompt "And God said" --max-tokens 12 --temperature 0 2>/dev/null)
 if [ -n "$a" ] && [ "$a" = "$b" ] && [[ "$a" == "And God said"* ]] && [ ${#a} -gt 14 ]; then
@@ -215,6 +237,8 @@ expect_fail "unknown command" "unknown command" -- "$CLI" frobnicate
 expect_fail "missing --text" "--text is required" -- "$CLI" eval default
 expect_fail "bad ctx" "ctx" -- "$CLI" eval default --text "$SRC/resources/models/default/eval.txt" --ctx 100000
 expect_fail "bad ctx type" "ctx" -- "$CLI" eval default --text "$SRC/resources/models/default/eval.txt" --ctx abc
+expect_fail "bad --ids" "not a token id" -- "$CLI" logits default --ids 1,two,3 --out "$TMP/x.npy"
+expect_fail "id outside the vocabulary" "outside the vocabulary" -- "$CLI" logits default --ids 1,999999 --out "$TMP/x.npy"
 expect_fail "missing text file" "cannot open text file" -- "$CLI" eval default --text /nonexistent.txt
 expect_fail "bad backend" "unknown backend" -- "$CLI" eval default --text /dev/null --backend cuda
 expect_fail "bad temperature" "temperature" -- "$CLI" generate default --prompt hi --temperature -1

@@ -221,6 +221,54 @@ private slots:
         QCOMPARE(result.error().code, ErrorCode::Cancelled);
     }
 
+    // Every registered technique compresses every supported architecture feature (Qwen3's q/k
+    // norms and head_dim, per-layer sliding windows, scaled rope) through the registry, with
+    // calibration where the technique wants it; the result runs and stays close to the original.
+    void everyTechniqueOnEveryArchitecture_data()
+    {
+        QTest::addColumn<QString>("model");
+        QTest::addColumn<QString>("technique");
+        for (const char *m : {"qwen3", "qwen3-sliding", "rope-llama3", "rope-yarn", "rope-longrope", "mistral-sliding"})
+            for (const QString &t : m_registry->ids())
+                QTest::newRow(qPrintable(QStringLiteral("%1 %2").arg(QLatin1String(m), t))) << QString::fromLatin1(m) << t;
+    }
+    void everyTechniqueOnEveryArchitecture()
+    {
+        QFETCH(QString, model);
+        QFETCH(QString, technique);
+        auto m = Model::load(testDataDir() + QStringLiteral("/tiny/") + model);
+        QVERIFY2(m, m ? "" : qPrintable(m.error().toString()));
+        auto tech = m_registry->create(technique);
+        QVERIFY(tech);
+        Recipe r;
+        r.defaultTechnique = technique;
+        r.defaultFormat = technique == QLatin1String("smoothquant") ? QuantFormat{8, 0, true}
+                        : technique == QLatin1String("pow2")        ? QuantFormat{4, 32, true}
+                                                                    : QuantFormat{4, 32, false};
+        if ((*tech)->category() == TechniqueCategory::Pruning)
+            r.defaultSparsity = 0.25; // these random-weight models have no redundancy to spare
+        std::vector<std::vector<std::int32_t>> calibration(4);
+        for (std::size_t s = 0; s < calibration.size(); ++s)
+            for (int i = 0; i < 96; ++i) // longer than the sliding window (16) and the rope's original context (64)
+                calibration[s].push_back(std::int32_t((i * 31 + int(s) * 7 + 3) % 300));
+        auto result = compressModel(**m, r, *m_registry, calibration);
+        QVERIFY2(result, result ? "" : qPrintable(result.error().toString()));
+        const std::vector<std::int32_t> ids(calibration[0].begin(), calibration[0].begin() + 80);
+        const std::vector<float> before = logitsOf(Transformer(*m), ids), after = logitsOf(Transformer(result->model), ids);
+        double change = 0, spread = 0, mean = 0;
+        for (float v : before)
+            mean += v / double(before.size());
+        for (std::size_t i = 0; i < before.size(); ++i) {
+            QVERIFY(std::isfinite(after[i]));
+            change += std::abs(double(after[i]) - before[i]);
+            spread += std::abs(double(before[i]) - mean);
+        }
+        qInfo("%s %s: mean |logit change| %.3f of mean |logit - mean| %.3f", qPrintable(model), qPrintable(technique),
+              change / double(before.size()), spread / double(before.size()));
+        QVERIFY(change > 0);          // the layers did change
+        QVERIFY(change < spread);     // and the model still resembles itself
+    }
+
     void calibrationSequences()
     {
         std::vector<std::int32_t> tokens(10000);
