@@ -391,12 +391,15 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
                 p.rows = v.rows;
                 p.cols = v.cols;
                 p.compressed = work.quantizedLayer(name) != nullptr;
+                if (kind == InputProducer::Kind::Norm)
+                    p.offset = cfg.normOffset;
                 return p;
             };
             if (input == WeightRole::LinearQ)
                 group.producer = producer(InputProducer::Kind::Norm, prefix + QStringLiteral("input_layernorm.weight"));
             else if (input == WeightRole::LinearGate)
-                group.producer = producer(InputProducer::Kind::Norm, prefix + QStringLiteral("post_attention_layernorm.weight"));
+                group.producer = producer(InputProducer::Kind::Norm, prefix + (cfg.sandwichNorms ? QStringLiteral("pre_feedforward_layernorm.weight")
+                                                                                                 : QStringLiteral("post_attention_layernorm.weight")));
             else if (input == WeightRole::LinearDown)
                 group.producer = producer(InputProducer::Kind::Linear, prefix + QStringLiteral("mlp.up_proj.weight"));
             else if (cfg.numKvHeads == cfg.numHeads && !cfg.attentionBias) // o's input channels are v's rows only without GQA
@@ -470,7 +473,10 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
             for (const auto &h : hidden) {
                 const auto t = static_cast<std::int64_t>(h.size()) / cfg.hiddenSize;
                 std::vector<float> xn(h.size());
-                rmsNorm(h.data(), work.finalNorm().data(), t, cfg.hiddenSize, static_cast<float>(cfg.rmsNormEps), xn.data());
+                std::vector<float> weight(work.finalNorm().data(), work.finalNorm().data() + cfg.hiddenSize);
+                for (float &v : weight)
+                    v += cfg.normOffset; // Gemma's (1 + w)
+                rmsNorm(h.data(), weight.data(), t, cfg.hiddenSize, static_cast<float>(cfg.rmsNormEps), xn.data());
                 stats->add(xn.data(), t);
             }
             group.calibration = stats.get();
@@ -480,6 +486,7 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
         group.producer.data = work.mutableWeight(group.producer.name);
         group.producer.cols = cfg.hiddenSize;
         group.producer.rows = 1;
+        group.producer.offset = cfg.normOffset;
         TechniqueContext ctx{cfg, group, sink, fb};
         if (auto ok = plan->techniques.at(group.layers.front().settings.technique)->apply(ctx); !ok)
             return unexpected(ok.error());

@@ -40,6 +40,8 @@ const char *weightRoleName(WeightRole r)
     case WeightRole::FinalNorm: return "final.norm";
     case WeightRole::QNorm: return "attn.q_norm";
     case WeightRole::KNorm: return "attn.k_norm";
+    case WeightRole::PostAttnNorm: return "attn.post_norm";
+    case WeightRole::PostMlpNorm: return "mlp.post_norm";
     case WeightRole::LmHead: return "lm_head";
     }
     return "?";
@@ -401,7 +403,7 @@ std::shared_ptr<Model> Model::workingCopy() const
     for (const BlockWeights &b : m_blocks) {
         BlockWeights c = b;
         for (MatrixView *v : {&c.attnNorm, &c.q, &c.k, &c.v, &c.o, &c.qBias, &c.kBias, &c.vBias, &c.oBias, &c.mlpNorm,
-                              &c.gate, &c.up, &c.down, &c.gateBias, &c.upBias, &c.downBias, &c.qNorm, &c.kNorm})
+                              &c.gate, &c.up, &c.down, &c.gateBias, &c.upBias, &c.downBias, &c.qNorm, &c.kNorm, &c.postAttnNorm, &c.postMlpNorm})
             *v = map(*v);
         m->m_blocks.push_back(c);
     }
@@ -986,7 +988,11 @@ Expected<void> Model::bindAll(Feedback *feedback)
             {&b.oBias, "self_attn.o_proj.bias", WeightRole::BiasO, {h}, c.outputBias},
             {&b.qNorm, "self_attn.q_norm.weight", WeightRole::QNorm, {c.headDim}, c.qkNorm},
             {&b.kNorm, "self_attn.k_norm.weight", WeightRole::KNorm, {c.headDim}, c.qkNorm},
-            {&b.mlpNorm, "post_attention_layernorm.weight", WeightRole::MlpNorm, {h}, true},
+            // Gemma's sandwich: post_attention_layernorm normalizes the attention output and
+            // pre_feedforward_layernorm is the MLP's input norm
+            {&b.postAttnNorm, "post_attention_layernorm.weight", WeightRole::PostAttnNorm, {h}, c.sandwichNorms},
+            {&b.mlpNorm, c.sandwichNorms ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight", WeightRole::MlpNorm, {h}, true},
+            {&b.postMlpNorm, "post_feedforward_layernorm.weight", WeightRole::PostMlpNorm, {h}, c.sandwichNorms},
             {&b.gate, "mlp.gate_proj.weight", WeightRole::LinearGate, {inter, h}, true},
             {&b.up, "mlp.up_proj.weight", WeightRole::LinearUp, {inter, h}, true},
             {&b.down, "mlp.down_proj.weight", WeightRole::LinearDown, {h, inter}, true},

@@ -53,6 +53,8 @@ enum class WeightRole {
     LmHead,
     QNorm, // Qwen3: RMSNorm weight over each query head
     KNorm, // and each key head
+    PostAttnNorm, // Gemma: RMSNorm of the attention output (post_attention_layernorm)
+    PostMlpNorm,  // Gemma: RMSNorm of the MLP output (post_feedforward_layernorm)
 };
 
 const char *weightRoleName(WeightRole r);
@@ -146,7 +148,8 @@ struct BlockWeights
 {
     MatrixView attnNorm, q, k, v, o, qBias, kBias, vBias, oBias;
     MatrixView mlpNorm, gate, up, down, gateBias, upBias, downBias;
-    MatrixView qNorm, kNorm; // [head_dim] each (Qwen3), else empty
+    MatrixView qNorm, kNorm; // [head_dim] each (Qwen3, Gemma 3), else empty
+    MatrixView postAttnNorm, postMlpNorm; // Gemma's sandwich norms, else empty
 };
 
 // A weight given by value (a model read from a GGUF file): its rows on demand (`fill`, e.g.

@@ -19,6 +19,8 @@ QString architectureName(Architecture a)
     case Architecture::Mistral: return QStringLiteral("MistralForCausalLM");
     case Architecture::Qwen2: return QStringLiteral("Qwen2ForCausalLM");
     case Architecture::Qwen3: return QStringLiteral("Qwen3ForCausalLM");
+    case Architecture::Gemma2: return QStringLiteral("Gemma2ForCausalLM");
+    case Architecture::Gemma3: return QStringLiteral("Gemma3ForCausalLM");
     }
     return {};
 }
@@ -172,13 +174,19 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
         c.architecture = Architecture::Qwen2;
     else if (c.architectureName == QLatin1String("Qwen3ForCausalLM") || (c.architectureName.isEmpty() && c.modelType == QLatin1String("qwen3")))
         c.architecture = Architecture::Qwen3;
+    else if (c.architectureName == QLatin1String("Gemma2ForCausalLM") || (c.architectureName.isEmpty() && c.modelType == QLatin1String("gemma2")))
+        c.architecture = Architecture::Gemma2;
+    else if (c.architectureName == QLatin1String("Gemma3ForCausalLM")
+             || (c.architectureName.isEmpty() && c.modelType == QLatin1String("gemma3_text")))
+        c.architecture = Architecture::Gemma3;
     else
         return unexpected(fail(ErrorCode::Unsupported,
                                QStringLiteral("unsupported architecture '%1'")
                                    .arg(c.architectureName.isEmpty() ? c.modelType : c.architectureName))
                               .inFile(path)
                               .forParameter(QStringLiteral("architectures"))
-                              .withHint(QStringLiteral("supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM")));
+                              .withHint(QStringLiteral("supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+                                                         "Gemma2ForCausalLM, Gemma3ForCausalLM (text)")));
     if (c.architectureName.isEmpty())
         c.architectureName = bitsmith::core::architectureName(c.architecture);
 
@@ -204,19 +212,69 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
                                                               : c.hiddenSize / c.numHeads;
     c.maxPositions = o.value(QLatin1String("max_position_embeddings")).toInt(2048);
     c.rmsNormEps = o.value(QLatin1String("rms_norm_eps")).toDouble(1e-6);
-    c.tieWordEmbeddings = o.value(QLatin1String("tie_word_embeddings")).toBool(false);
+    const bool gemma = c.architecture == Architecture::Gemma2 || c.architecture == Architecture::Gemma3;
+    c.tieWordEmbeddings = o.value(QLatin1String("tie_word_embeddings")).toBool(gemma); // Gemma ties by default
     c.torchDtype = o.value(QLatin1String("torch_dtype")).toString(o.value(QLatin1String("dtype")).toString());
 
-    if (auto rope = parseRope(o, c, path); !rope)
+    if (c.architecture == Architecture::Gemma3) {
+        // full layers: rope_parameters["full_attention"] (5.x) or rope_theta + rope_scaling (4.x,
+        // default theta 1e6); sliding layers: rope_parameters["sliding_attention"] or
+        // rope_local_base_freq (default 10000)
+        const QJsonObject nested = o.value(QLatin1String("rope_parameters")).toObject();
+        QJsonObject full = o;
+        QJsonObject local = o;
+        full.remove(QStringLiteral("rope_parameters"));
+        local.remove(QStringLiteral("rope_parameters"));
+        local.remove(QStringLiteral("rope_scaling"));
+        if (nested.contains(QLatin1String("full_attention")) || nested.contains(QLatin1String("sliding_attention"))) {
+            full.insert(QStringLiteral("rope_parameters"), nested.value(QLatin1String("full_attention")).toObject());
+            local.insert(QStringLiteral("rope_parameters"), nested.value(QLatin1String("sliding_attention")).toObject());
+        } else if (!nested.isEmpty()) {
+            full.insert(QStringLiteral("rope_parameters"), nested); // one dict: the full layers'
+        }
+        if (!full.contains(QLatin1String("rope_theta")))
+            full.insert(QStringLiteral("rope_theta"), 1000000.0);
+        local.insert(QStringLiteral("rope_theta"), o.value(QLatin1String("rope_local_base_freq")).toDouble(10000.0));
+        ModelConfig slidingPart = c;
+        if (auto rope = parseRope(local, slidingPart, path); !rope)
+            return unexpected(rope.error());
+        c.slidingRopeTheta = slidingPart.ropeTheta;
+        c.slidingRopeScaling = slidingPart.ropeScaling;
+        if (auto rope = parseRope(full, c, path); !rope)
+            return unexpected(rope.error());
+    } else if (auto rope = parseRope(o, c, path); !rope) {
         return unexpected(rope.error());
+    }
 
-    const QString act = o.value(QLatin1String("hidden_act")).toString(QStringLiteral("silu"));
-    if (act != QLatin1String("silu"))
+    // Gemma names it hidden_activation (hidden_act is the legacy key there)
+    const QString actKey = gemma && o.contains(QLatin1String("hidden_activation")) ? QStringLiteral("hidden_activation")
+                                                                                   : QStringLiteral("hidden_act");
+    const QString act = o.value(actKey).toString(gemma ? QStringLiteral("gelu_pytorch_tanh") : QStringLiteral("silu"));
+    if (act == QLatin1String("silu"))
+        c.activation = Activation::Silu;
+    else if (act == QLatin1String("gelu_pytorch_tanh") || (gemma && act == QLatin1String("gelu")))
+        c.activation = Activation::GeluTanh; // transformers runs Gemma's "gelu" as the tanh approximation too
+    else
         return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("unsupported activation '%1'").arg(act))
                               .inFile(path)
-                              .forParameter(QStringLiteral("hidden_act"))
-                              .withHint(QStringLiteral("the Llama family uses silu (SwiGLU)")));
-    if (c.architecture == Architecture::Qwen2) {
+                              .forParameter(actKey)
+                              .withHint(QStringLiteral("supported: silu (SwiGLU), gelu_pytorch_tanh (GeGLU)")));
+    if (gemma) {
+        c.normOffset = 1.0f;
+        c.sandwichNorms = true;
+        c.embedScale = true;
+        c.qkNorm = c.architecture == Architecture::Gemma3;
+        c.attentionBias = o.value(QLatin1String("attention_bias")).toBool(false);
+        c.outputBias = c.attentionBias;
+        c.queryPreAttnScalar = o.value(QLatin1String("query_pre_attn_scalar")).toDouble(256.0);
+        c.attnSoftcap = o.value(QLatin1String("attn_logit_softcapping")).toDouble(c.architecture == Architecture::Gemma2 ? 50.0 : 0.0);
+        c.finalSoftcap = o.value(QLatin1String("final_logit_softcapping")).toDouble(c.architecture == Architecture::Gemma2 ? 30.0 : 0.0);
+        if (o.value(QLatin1String("use_bidirectional_attention")).toBool(false))
+            return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("bidirectional attention is not supported"))
+                                  .inFile(path)
+                                  .forParameter(QStringLiteral("use_bidirectional_attention"))
+                                  .withHint(QStringLiteral("Bitsmith runs causal decoders")));
+    } else if (c.architecture == Architecture::Qwen2) {
         c.attentionBias = true; // Qwen2 always has q/k/v biases and no o_proj bias
     } else if (c.architecture == Architecture::Qwen3) {
         c.qkNorm = true; // q_norm / k_norm over each head
@@ -228,7 +286,7 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
         c.mlpBias = o.value(QLatin1String("mlp_bias")).toBool(false);
     }
     const QJsonValue sw = o.value(QLatin1String("sliding_window"));
-    const bool useSw = c.architecture == Architecture::Mistral
+    const bool useSw = c.architecture == Architecture::Mistral || gemma
                        || o.value(QLatin1String("use_sliding_window")).toBool(false);
     if (useSw && sw.isDouble() && sw.toInt() > 0)
         c.slidingWindow = sw.toInt();
@@ -254,11 +312,18 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
         if (c.slidingWindow <= 0 && sw.isDouble() && sw.toInt() > 0 && c.architecture != Architecture::Qwen2
             && c.architecture != Architecture::Qwen3)
             c.slidingWindow = sw.toInt();
+    } else if (gemma) {
+        // Gemma 2 alternates (even layers slide); Gemma 3 slides except every sliding_window_pattern-th
+        const int pattern = c.architecture == Architecture::Gemma2 ? 2 : o.value(QLatin1String("sliding_window_pattern")).toInt(6);
+        for (int l = 0; l < c.numLayers; ++l)
+            c.slidingLayers.push_back((l + 1) % std::max(pattern, 1) != 0);
     } else if (c.slidingWindow > 0 && (c.architecture == Architecture::Qwen2 || c.architecture == Architecture::Qwen3)) {
         const int first = o.value(QLatin1String("max_window_layers")).toInt(c.numLayers);
         for (int l = 0; l < c.numLayers; ++l)
             c.slidingLayers.push_back(l >= first);
     }
+    if (gemma && c.slidingWindow <= 0)
+        c.slidingWindow = 4096; // transformers' default for both
 
     auto firstId = [](const QJsonValue &v) {
         if (v.isArray())

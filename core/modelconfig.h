@@ -13,7 +13,9 @@
 
 namespace bitsmith::core {
 
-enum class Architecture { Llama, Mistral, Qwen2, Qwen3 };
+enum class Architecture { Llama, Mistral, Qwen2, Qwen3, Gemma2, Gemma3 };
+
+enum class Activation { Silu, GeluTanh }; // the MLP gate: SwiGLU, or GeGLU with tanh-GELU (Gemma)
 
 struct ModelConfig
 {
@@ -35,7 +37,21 @@ struct ModelConfig
     bool attentionBias = false; // q/k/v biases (always on for Qwen2)
     bool outputBias = false;    // o_proj bias (Llama's attention_bias also adds it)
     bool mlpBias = false;
-    bool qkNorm = false;        // RMSNorm over each head of q and k before rope (Qwen3)
+    bool qkNorm = false;        // RMSNorm over each head of q and k before rope (Qwen3, Gemma 3)
+    // Gemma: RMSNorm weights act as (1 + w); sandwich norms (post_attention_layernorm on the
+    // attention output, pre_/post_feedforward_layernorm around the MLP); embeddings times
+    // sqrt(hidden); attention scaled by query_pre_attn_scalar^-1/2; tanh soft-capping.
+    float normOffset = 0.0f;
+    bool sandwichNorms = false;
+    bool embedScale = false;
+    Activation activation = Activation::Silu;
+    double queryPreAttnScalar = 0.0; // 0: head_dim
+    double attnSoftcap = 0.0;        // 0: none
+    double finalSoftcap = 0.0;       // 0: none
+    // Gemma 3: sliding layers have their own rope (rope_local_base_freq / rope_parameters
+    // ["sliding_attention"]); 0 = the same rope as the others.
+    double slidingRopeTheta = 0.0;
+    RopeScaling slidingRopeScaling;
     int slidingWindow = 0; // 0 = none
     // Per layer: whether it attends through the sliding window (layer_types "sliding_attention",
     // or Qwen's max_window_layers rule). Empty: every layer does when slidingWindow > 0.

@@ -94,6 +94,22 @@ void Transformer::initRope()
     // the frequencies of a sequence within the original context (dynamic: unscaled; longrope:
     // short factors); rope() asks again for longer ones when the type depends on the length
     m_invFreq = ropeInverseFrequencies(c.ropeScaling, c.ropeTheta, c.headDim, c.maxPositions, 1, &m_ropeScaling);
+    if (c.slidingRopeTheta > 0) // Gemma 3's local layers
+        m_invFreqSliding = ropeInverseFrequencies(c.slidingRopeScaling, c.slidingRopeTheta, c.headDim, c.maxPositions, 1,
+                                                  &m_ropeScalingSliding);
+}
+
+const float *Transformer::normWeight(const MatrixView &w, std::vector<float> &scratch) const
+{
+    const float offset = m_model->config().normOffset;
+    if (offset == 0.0f)
+        return w.data();
+    // Gemma: (1 + w), from the live weight (compression edits it in place)
+    const float *v = w.data();
+    scratch.resize(static_cast<std::size_t>(w.rows * w.cols));
+    for (std::size_t i = 0; i < scratch.size(); ++i)
+        scratch[i] = offset + v[i];
+    return scratch.data();
 }
 
 Transformer::Transformer(std::shared_ptr<const Model> model, std::vector<BlockKernels> blocks,
@@ -116,20 +132,23 @@ KVCache Transformer::makeCache(int capacity) const
     return cache;
 }
 
-void Transformer::rope(float *x, std::int64_t t, int heads, int startPos) const
+void Transformer::rope(float *x, std::int64_t t, int heads, int startPos, int layer) const
 {
     const ModelConfig &config = m_model->config();
     const int hd = config.headDim;
     const int half = hd / 2;
+    const bool local = !m_invFreqSliding.empty() && config.windowOfLayer(layer) > 0;
+    const RopeScaling &rs = local ? config.slidingRopeScaling : config.ropeScaling;
     // transformers recomputes dynamic / longrope frequencies from the call's last position
     std::vector<float> longer;
-    const std::vector<float> *inv = &m_invFreq;
-    if (ropeDependsOnLength(config.ropeScaling.type)) {
-        longer = ropeInverseFrequencies(config.ropeScaling, config.ropeTheta, hd, config.maxPositions,
+    const std::vector<float> *inv = local ? &m_invFreqSliding : &m_invFreq;
+    if (ropeDependsOnLength(rs.type)) {
+        longer = ropeInverseFrequencies(rs, local ? config.slidingRopeTheta : config.ropeTheta, hd, config.maxPositions,
                                         startPos + static_cast<int>(t));
         inv = &longer;
     }
-    const auto scaling = static_cast<float>(m_ropeScaling); // cos and sin times the attention factor
+    // cos and sin times the attention factor
+    const auto scaling = static_cast<float>(local ? m_ropeScalingSliding : m_ropeScaling);
     for (std::int64_t i = 0; i < t; ++i) {
         const float pos = static_cast<float>(startPos + i);
         for (int j = 0; j < half; ++j) {
@@ -150,7 +169,9 @@ void Transformer::attention(int layer, const float *q, std::int64_t t, KVCache &
     const ModelConfig &c = m_model->config();
     const int hd = c.headDim, nH = c.numHeads, nKv = c.numKvHeads, group = nH / nKv;
     const int start = cache.length; // position of the first query
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    // transformers: head_dim ** -0.5, or query_pre_attn_scalar ** -0.5 (Gemma), as f32
+    const auto scale = static_cast<float>(std::pow(c.queryPreAttnScalar > 0 ? c.queryPreAttnScalar : static_cast<double>(hd), -0.5));
+    const auto softcap = static_cast<float>(c.attnSoftcap);
     const float *keys = cache.keys[static_cast<std::size_t>(layer)].data();
     const float *values = cache.values[static_cast<std::size_t>(layer)].data();
     const int window = c.windowOfLayer(layer);
@@ -182,6 +203,8 @@ void Transformer::attention(int layer, const float *q, std::int64_t t, KVCache &
                 float maxv = -std::numeric_limits<float>::infinity();
                 for (int j = lo; j <= hi; ++j) {
                     row[j] *= scale;
+                    if (softcap > 0) // Gemma 2: tanh soft-capping of the scores, before the mask
+                        row[j] = std::tanh(row[j] / softcap) * softcap;
                     maxv = std::max(maxv, row[j]);
                 }
                 float sum = 0.0f;
@@ -242,6 +265,11 @@ void Transformer::embed(std::span<const std::int32_t> tokens, float *x) const
     const MatrixView &emb = m_model->embedding();
     for (std::size_t i = 0; i < tokens.size(); ++i)
         emb.rowsToF32(tokens[i], tokens[i] + 1, x + static_cast<std::int64_t>(i) * h); // one row, never the table
+    if (m_model->config().embedScale) { // Gemma: times sqrt(hidden), the scale an f32 tensor
+        const auto scale = static_cast<float>(std::sqrt(static_cast<double>(h)));
+        for (std::size_t i = 0; i < tokens.size() * static_cast<std::size_t>(h); ++i)
+            x[i] *= scale;
+    }
 }
 
 void Transformer::runBlock(int layer, float *x, std::int64_t t, KVCache &cache, LinearInputHook *hook) const
@@ -262,7 +290,8 @@ bool Transformer::runAttention(int layer, float *x, std::int64_t t, KVCache &cac
     const auto l = static_cast<std::size_t>(layer);
     const BlockWeights &w = m_model->blocks()[l];
     const BlockKernels &k = m_blocks[l];
-    rmsNorm(x, w.attnNorm.data(), t, h, eps, xn.data());
+    std::vector<float> scratch;
+    rmsNorm(x, normWeight(w.attnNorm, scratch), t, h, eps, xn.data());
     if (hook && !hook->onLinearInput(layer, WeightRole::LinearQ, xn.data(), t, h))
         return false;
     k.q->forward(xn.data(), t, q.data());
@@ -270,16 +299,18 @@ bool Transformer::runAttention(int layer, float *x, std::int64_t t, KVCache &cac
     float *vRows = cache.values[l].data() + static_cast<std::int64_t>(cache.length) * kvDim;
     k.k->forward(xn.data(), t, kRows);
     k.v->forward(xn.data(), t, vRows);
-    if (c.qkNorm) { // Qwen3: RMSNorm over each head, before rope
-        rmsNorm(q.data(), w.qNorm.data(), t * c.numHeads, c.headDim, eps, q.data());
-        rmsNorm(kRows, w.kNorm.data(), t * c.numKvHeads, c.headDim, eps, kRows);
+    if (c.qkNorm) { // Qwen3, Gemma 3: RMSNorm over each head, before rope
+        rmsNorm(q.data(), normWeight(w.qNorm, scratch), t * c.numHeads, c.headDim, eps, q.data());
+        rmsNorm(kRows, normWeight(w.kNorm, scratch), t * c.numKvHeads, c.headDim, eps, kRows);
     }
-    rope(q.data(), t, c.numHeads, cache.length);
-    rope(kRows, t, c.numKvHeads, cache.length);
+    rope(q.data(), t, c.numHeads, cache.length, layer);
+    rope(kRows, t, c.numKvHeads, cache.length, layer);
     attention(layer, q.data(), t, cache, att.data());
     if (hook && !hook->onLinearInput(layer, WeightRole::LinearO, att.data(), t, qDim))
         return false;
     k.o->forward(att.data(), t, tmp.data());
+    if (c.sandwichNorms) // Gemma: the attention output is normalized before the residual add
+        rmsNorm(tmp.data(), normWeight(w.postAttnNorm, scratch), t, h, eps, tmp.data());
     for (std::size_t i = 0; i < n; ++i)
         x[i] += tmp[i];
     return true;
@@ -296,18 +327,31 @@ bool Transformer::runMlp(int layer, float *x, std::int64_t t, LinearInputHook *h
     const auto l = static_cast<std::size_t>(layer);
     const BlockWeights &w = m_model->blocks()[l];
     const BlockKernels &k = m_blocks[l];
-    rmsNorm(x, w.mlpNorm.data(), t, h, eps, xn.data());
+    std::vector<float> scratch;
+    rmsNorm(x, normWeight(w.mlpNorm, scratch), t, h, eps, xn.data());
     if (hook && !hook->onLinearInput(layer, WeightRole::LinearGate, xn.data(), t, h))
         return false;
     k.gate->forward(xn.data(), t, gate.data());
     k.up->forward(xn.data(), t, up.data());
-    for (std::size_t i = 0; i < gate.size(); ++i) {
-        const float g = gate[i];
-        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+    if (c.activation == Activation::GeluTanh) {
+        // PyTorch's gelu(approximate="tanh"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        const float beta = static_cast<float>(M_SQRT2 * M_2_SQRTPI * 0.5), kappa = 0.044715f;
+        for (std::size_t i = 0; i < gate.size(); ++i) {
+            const float g = gate[i];
+            const float inner = beta * (g + kappa * g * g * g);
+            gate[i] = 0.5f * g * (1.0f + std::tanh(inner)) * up[i];
+        }
+    } else {
+        for (std::size_t i = 0; i < gate.size(); ++i) {
+            const float g = gate[i];
+            gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+        }
     }
     if (hook && !hook->onLinearInput(layer, WeightRole::LinearDown, gate.data(), t, inter))
         return false;
     k.down->forward(gate.data(), t, tmp.data());
+    if (c.sandwichNorms) // Gemma: post_feedforward_layernorm
+        rmsNorm(tmp.data(), normWeight(w.postMlpNorm, scratch), t, h, eps, tmp.data());
     for (std::size_t i = 0; i < n; ++i)
         x[i] += tmp[i];
     return true;
@@ -317,9 +361,15 @@ void Transformer::head(const float *x, std::int64_t rows, std::vector<float> &lo
 {
     const ModelConfig &c = m_model->config();
     std::vector<float> xn(static_cast<std::size_t>(rows * c.hiddenSize));
-    rmsNorm(x, m_model->finalNorm().data(), rows, c.hiddenSize, static_cast<float>(c.rmsNormEps), xn.data());
+    std::vector<float> scratch;
+    rmsNorm(x, normWeight(m_model->finalNorm(), scratch), rows, c.hiddenSize, static_cast<float>(c.rmsNormEps), xn.data());
     logits.resize(static_cast<std::size_t>(rows * c.vocabSize));
     m_head->forward(xn.data(), rows, logits.data());
+    if (c.finalSoftcap > 0) { // Gemma 2: logits / cap -> tanh -> * cap
+        const auto cap = static_cast<float>(c.finalSoftcap);
+        for (float &v : logits)
+            v = std::tanh(v / cap) * cap;
+    }
 }
 
 } // namespace bitsmith::core

@@ -85,13 +85,17 @@ public:
 private:
     void initRope();
     void attention(int layer, const float *q, std::int64_t t, KVCache &cache, float *out) const;
-    void rope(float *x, std::int64_t t, int heads, int startPos) const;
+    void rope(float *x, std::int64_t t, int heads, int startPos, int layer) const;
+    // A norm's weight as applied: the weight itself, or (1 + w) for Gemma (into scratch).
+    const float *normWeight(const MatrixView &w, std::vector<float> &scratch) const;
 
     std::shared_ptr<const Model> m_model;
     std::vector<BlockKernels> m_blocks;
     std::unique_ptr<LinearKernel> m_head;
     std::vector<float> m_invFreq;  // within the original context
     double m_ropeScaling = 1.0;     // transformers' attention_scaling (yarn, longrope)
+    std::vector<float> m_invFreqSliding; // Gemma 3's local layers (empty: as the others)
+    double m_ropeScalingSliding = 1.0;
 };
 
 // RMSNorm as in transformers: x * rsqrt(mean(x²) + eps) * weight, per row of `cols`.

@@ -24,6 +24,11 @@ Cases:
   qwen3               Qwen3ForCausalLM, q/k norms, head_dim 32 != hidden/heads, tied embeddings
   qwen3-sliding       Qwen3ForCausalLM, sliding window 16 on layer 1 only (max_window_layers 1)
   mistral-sliding     MistralForCausalLM, sliding window 16 on every layer
+  gemma2              Gemma2ForCausalLM: (1+w) norms, sandwich norms, GeGLU (tanh GELU), embeddings
+                      times sqrt(hidden), query_pre_attn_scalar 24, attention / final soft-capping
+                      (5 / 3, small enough to matter), sliding window 16 on even layers, tied head
+  gemma3              Gemma3ForCausalLM (text): q/k norms, sliding layers with their own rope
+                      (theta 10000) and full ones with linear scaling (theta 1e6, factor 2)
 
 Every case also stores window_logits.npy: the logits of a 200-token window (window_ids in
 ref.json), where rope scaling and sliding windows change the result.
@@ -39,7 +44,8 @@ import numpy as np
 import torch
 import transformers
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
-                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+                          Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
+                          Gemma2Config, Gemma2ForCausalLM, Gemma3TextConfig, Gemma3ForCausalLM)
 
 OUT = os.environ.get("BITSMITH_TINY_OUT", "tests/data/tiny")
 INPUT_IDS = [1, 17, 42, 299, 0, 123, 7, 256, 88, 150, 3, 211]
@@ -79,6 +85,16 @@ CASES = [
     {"name": "qwen3-sliding", "cls": Qwen3ForCausalLM, "cfg": Qwen3Config, "dtype": torch.float32, "theta": 10000.0,
      "extra": dict(tie_word_embeddings=False, head_dim=16, use_sliding_window=True, sliding_window=16,
                    max_window_layers=1, **LONG), "shard": None},
+    {"name": "gemma2", "cls": Gemma2ForCausalLM, "cfg": Gemma2Config, "dtype": torch.float32, "theta": 10000.0,
+     "extra": dict(tie_word_embeddings=True, head_dim=16, query_pre_attn_scalar=24, sliding_window=16,
+                   attn_logit_softcapping=5.0, final_logit_softcapping=3.0, hidden_activation="gelu_pytorch_tanh",
+                   num_hidden_layers=3, **LONG), "shard": None},
+    {"name": "gemma3", "cls": Gemma3ForCausalLM, "cfg": Gemma3TextConfig, "dtype": torch.float32, "theta": 1000000.0,
+     "rope_nested": {"full_attention": dict(rope_type="linear", factor=2.0, rope_theta=1000000.0),
+                     "sliding_attention": dict(rope_type="default", rope_theta=10000.0)},
+     "extra": dict(tie_word_embeddings=True, head_dim=16, query_pre_attn_scalar=16, sliding_window=16,
+                   layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                   num_hidden_layers=3, **LONG), "shard": None},
     {"name": "mistral-sliding", "cls": MistralForCausalLM, "cfg": MistralConfig, "dtype": torch.float32,
      "theta": 10000.0, "extra": dict(tie_word_embeddings=False, sliding_window=16, **LONG), "shard": None},
 ]
@@ -119,13 +135,15 @@ def make(case, seed):
     os.makedirs(folder)
     common = dict(COMMON)
     common.update(case["extra"])
-    if "rope" in case:
+    if "rope_nested" in case:
+        cfg = case["cfg"](**common, rope_parameters={k: dict(v) for k, v in case["rope_nested"].items()})
+    elif "rope" in case:
         cfg = case["cfg"](**common, rope_parameters=dict(case["rope"], rope_theta=case["theta"]))
     else:
         cfg = case["cfg"](**common, rope_parameters=dict(rope_type="default", rope_theta=case["theta"]))
     model = case["cls"](cfg).eval()
     randomize(model, seed)
-    if "rope" not in case:
+    if "rope" not in case and "rope_nested" not in case and not name.startswith("gemma"):
         check_rope(model, case["theta"])
     model = model.to(dtype)
     kwargs = {"max_shard_size": case["shard"]} if case["shard"] else {}
@@ -152,7 +170,9 @@ def make(case, seed):
         f.write("\n")
 
     ref_model = load_f32(case["cls"], folder)
-    if "rope" not in case:
+    if "rope_nested" in case or name.startswith("gemma"):
+        pass
+    elif "rope" not in case:
         check_rope(ref_model, case["theta"])
     else:
         assert ref_model.config.rope_parameters["rope_type"] == case["rope"]["rope_type"]
@@ -176,13 +196,18 @@ def make(case, seed):
     np.save(os.path.join(folder, "window_logits.npy"), window)
     # the window with plain rope / full attention, to show the feature changes the result
     plain_diff = None
-    if "rope" in case or case["extra"].get("sliding_window"):
+    if "rope" in case or "rope_nested" in case or case["extra"].get("sliding_window"):
         plain_common = dict(COMMON)
         plain_common.update(case["extra"])
-        plain_common["sliding_window"] = None
+        plain_common["sliding_window"] = None if not name.startswith("gemma") else 100000
         if "use_sliding_window" in plain_common:
             plain_common["use_sliding_window"] = False
-        plain_cfg = case["cfg"](**plain_common, rope_parameters=dict(rope_type="default", rope_theta=case["theta"]))
+        if name.startswith("gemma3"):
+            plain_rope = {"full_attention": dict(rope_type="default", rope_theta=case["theta"]),
+                          "sliding_attention": dict(rope_type="default", rope_theta=case["theta"])}
+        else:
+            plain_rope = dict(rope_type="default", rope_theta=case["theta"])
+        plain_cfg = case["cfg"](**plain_common, rope_parameters=plain_rope)
         plain_cfg._attn_implementation = "eager"
         plain = case["cls"](plain_cfg).eval()
         missing, unexpected = plain.load_state_dict(win_model.state_dict(), strict=False)

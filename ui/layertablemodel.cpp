@@ -51,6 +51,8 @@ QString roleDescription(core::WeightRole role)
     case R::LmHead: return QStringLiteral("output head (logits)");
     case R::QNorm: return QStringLiteral("RMSNorm over each query head (Qwen3)");
     case R::KNorm: return QStringLiteral("RMSNorm over each key head (Qwen3)");
+    case R::PostAttnNorm: return QStringLiteral("RMSNorm of the attention output (Gemma)");
+    case R::PostMlpNorm: return QStringLiteral("RMSNorm of the MLP output (Gemma)");
     }
     return {};
 }

@@ -257,6 +257,10 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
     const QString arch = c.architecture == Architecture::Qwen3 ? QStringLiteral("qwen3")
                        : qwen                                  ? QStringLiteral("qwen2")
                                                                : QStringLiteral("llama");
+    if (c.architecture == Architecture::Gemma2 || c.architecture == Architecture::Gemma3)
+        return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("GGUF export of %1 is not supported yet").arg(c.architectureName))
+                              .inFile(model.folder())
+                              .withHint(QStringLiteral("export a Hugging Face folder (--format hf) and convert it with llama.cpp's convert_hf_to_gguf.py")));
     // Rope scaling as llama.cpp reads it: linear as metadata; llama3 (and frequency factors
     // brought in from a GGUF) as the rope_freqs tensor that convert_hf_to_gguf.py writes, the
     // divisor of each frequency. The other types are not written yet.

@@ -75,8 +75,8 @@ void foldInputScales(LayerGroup &group, std::span<const float> s, ResultSink &re
 {
     InputProducer &p = group.producer;
     if (p.kind == InputProducer::Kind::Norm) {
-        for (std::int64_t j = 0; j < p.cols; ++j)
-            p.data[j] /= s[static_cast<std::size_t>(j)];
+        for (std::int64_t j = 0; j < p.cols; ++j) // (offset + w) / s = offset + w'
+            p.data[j] = (p.offset + p.data[j]) / s[static_cast<std::size_t>(j)] - p.offset;
     } else {
         for (std::int64_t r = 0; r < p.rows; ++r)
             for (std::int64_t c = 0; c < p.cols; ++c)

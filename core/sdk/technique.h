@@ -111,6 +111,8 @@ struct InputProducer
     float *data = nullptr; // norm weight [cols] or linear weight [rows, cols]
     std::int64_t rows = 0;
     std::int64_t cols = 0;
+    // A norm applied as (offset + weight) (Gemma: 1): folding keeps that form.
+    float offset = 0.0f;
     // A producing linear that is already compressed must not be changed any more (its stored
     // form would go stale): techniques must not fold into it.
     bool compressed = false;

@@ -72,6 +72,10 @@ Expected<TrainModel> TrainModel::fromModel(const Model &model, bool freezeZeros)
     if (m.m_config.slidingWindow > 0)
         return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("training does not support sliding-window attention"))
                               .inFile(model.folder()));
+    if (m.m_config.sandwichNorms)
+        return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("distillation does not support %1 yet").arg(m.m_config.architectureName))
+                              .inFile(model.folder())
+                              .withHint(QStringLiteral("evaluation, compression and export support this model; distill a Llama/Mistral/Qwen2 model with default rope")));
     if (m.m_config.qkNorm || m.m_config.ropeScaling.type != RopeType::Default)
         return unexpected(fail(ErrorCode::Unsupported,
                                QStringLiteral("distillation does not support %1 yet")

@@ -7,6 +7,7 @@
 #include "core/evaluate.h"
 #include "core/model.h"
 #include "core/quant/quantizer.h"
+#include "core/sdk/technique.h"
 #include "core/sdk/techniqueregistry.h"
 #include "core/transformer.h"
 #include "testutil.h"
@@ -222,13 +223,14 @@ private slots:
     }
 
     // Every registered technique compresses every supported architecture feature (Qwen3's q/k
-    // norms and head_dim, per-layer sliding windows, scaled rope) through the registry, with
+    // norms and head_dim, per-layer sliding windows, scaled rope, Gemma's (1 + w) and sandwich
+    // norms, into which AWQ / SmoothQuant fold their scales) through the registry, with
     // calibration where the technique wants it; the result runs and stays close to the original.
     void everyTechniqueOnEveryArchitecture_data()
     {
         QTest::addColumn<QString>("model");
         QTest::addColumn<QString>("technique");
-        for (const char *m : {"qwen3", "qwen3-sliding", "rope-llama3", "rope-yarn", "rope-longrope", "mistral-sliding"})
+        for (const char *m : {"qwen3", "qwen3-sliding", "rope-llama3", "rope-yarn", "rope-longrope", "mistral-sliding", "gemma2", "gemma3"})
             for (const QString &t : m_registry->ids())
                 QTest::newRow(qPrintable(QStringLiteral("%1 %2").arg(QLatin1String(m), t))) << QString::fromLatin1(m) << t;
     }
@@ -267,6 +269,47 @@ private slots:
               change / double(before.size()), spread / double(before.size()));
         QVERIFY(change > 0);          // the layers did change
         QVERIFY(change < spread);     // and the model still resembles itself
+    }
+
+    // Folding per-channel scales into a norm keeps the product norm * W exact, also for
+    // Gemma's norms that apply (1 + w): w' = (1 + w) / s - 1.
+    void foldKeepsNormTimesWeight_data()
+    {
+        QTest::addColumn<float>("offset");
+        QTest::newRow("llama norm") << 0.0f;
+        QTest::newRow("gemma (1 + w) norm") << 1.0f;
+    }
+    void foldKeepsNormTimesWeight()
+    {
+        QFETCH(float, offset);
+        struct Sink final : ResultSink
+        {
+            void setQuantized(const LayerTarget &, QuantizedTensor, Execution) override {}
+            void markModified(const QString &n) override { modified = n; }
+            QString modified;
+        } sink;
+        std::vector<float> norm = {0.5f, -0.25f, 1.5f, 0.1f}, w(3 * 4);
+        for (std::size_t i = 0; i < w.size(); ++i)
+            w[i] = 0.1f * float(i) - 0.3f;
+        const std::vector<float> norm0 = norm, w0 = w, s = {2.0f, 0.5f, 4.0f, 1.25f};
+        LayerGroup g;
+        g.producer.kind = InputProducer::Kind::Norm;
+        g.producer.name = QStringLiteral("model.layers.0.input_layernorm.weight");
+        g.producer.data = norm.data();
+        g.producer.rows = 1;
+        g.producer.cols = 4;
+        g.producer.offset = offset;
+        LayerTarget t;
+        t.weight = w.data();
+        t.rows = 3;
+        t.cols = 4;
+        g.layers.push_back(t);
+        QVERIFY(canFoldInputScales(g, 1));
+        foldInputScales(g, s, sink);
+        QCOMPARE(sink.modified, g.producer.name);
+        for (int r = 0; r < 3; ++r)
+            for (int j = 0; j < 4; ++j)
+                QVERIFY(std::abs((offset + norm[j]) * w[r * 4 + j] - (offset + norm0[j]) * w0[r * 4 + j]) < 1e-6f);
     }
 
     void calibrationSequences()

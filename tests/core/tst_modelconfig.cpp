@@ -119,6 +119,37 @@ private slots:
         QCOMPARE(typed->windowOfLayer(1), 0);
     }
 
+    // Gemma's defaults as transformers fills them: tied head, tanh GELU, (1 + w) and sandwich
+    // norms, Gemma 2 sliding on even layers with soft-capping 50 / 30, Gemma 3 sliding except
+    // every 6th layer with its local rope from rope_local_base_freq (4.x spelling).
+    void gemmaDefaults()
+    {
+        const QByteArray sizes = R"("vocab_size":100,"hidden_size":64,"intermediate_size":128,"num_hidden_layers":6,"num_attention_heads":4,"head_dim":16)";
+        auto g2 = ModelConfig::fromJson(R"({"architectures":["Gemma2ForCausalLM"],)" + sizes + "}", QStringLiteral("c"));
+        QVERIFY2(g2, g2 ? "" : qPrintable(g2.error().toString()));
+        QVERIFY(g2->tieWordEmbeddings);
+        QCOMPARE(g2->activation, Activation::GeluTanh);
+        QCOMPARE(g2->normOffset, 1.0f);
+        QVERIFY(g2->sandwichNorms && g2->embedScale && !g2->qkNorm);
+        QCOMPARE(g2->attnSoftcap, 50.0);
+        QCOMPARE(g2->finalSoftcap, 30.0);
+        QCOMPARE(g2->queryPreAttnScalar, 256.0);
+        QCOMPARE(g2->windowOfLayer(0), 4096);
+        QCOMPARE(g2->windowOfLayer(1), 0);
+        auto g3 = ModelConfig::fromJson(R"({"architectures":["Gemma3ForCausalLM"],"sliding_window":512,"rope_theta":1000000.0,"rope_local_base_freq":10000.0,"rope_scaling":{"rope_type":"linear","factor":8.0},)" + sizes + "}",
+                                        QStringLiteral("c"));
+        QVERIFY2(g3, g3 ? "" : qPrintable(g3.error().toString()));
+        QVERIFY(g3->qkNorm);
+        QCOMPARE(g3->attnSoftcap, 0.0);
+        for (int l = 0; l < 5; ++l)
+            QCOMPARE(g3->windowOfLayer(l), 512);
+        QCOMPARE(g3->windowOfLayer(5), 0);
+        QCOMPARE(g3->ropeTheta, 1000000.0);
+        QCOMPARE(g3->ropeScaling.type, RopeType::Linear);
+        QCOMPARE(g3->slidingRopeTheta, 10000.0);
+        QCOMPARE(g3->slidingRopeScaling.type, RopeType::Default);
+    }
+
     void errors_data()
     {
         QTest::addColumn<QByteArray>("json");
