@@ -916,6 +916,9 @@ public:
 
     Tokenizer::Kind m_kind = Tokenizer::Kind::SentencePieceBpe;
     std::int32_t m_bosId = -1;
+    // tokenizer_config.json's add_bos_token / add_eos_token (-1: not given, the post-processor
+    // decides), as LlamaTokenizerFast / GemmaTokenizerFast rebuild their post-processor from them
+    int m_addBos = -1, m_addEos = -1;
     std::int32_t m_eosId = -1;
     std::int32_t m_vocabSize = 0;
 
@@ -1543,6 +1546,10 @@ void TokenizerImpl::applyConfig(const QJsonObject &config)
         m_bosId = tokenId(config.value(QStringLiteral("bos_token")));
     if (config.contains(QStringLiteral("eos_token")))
         m_eosId = tokenId(config.value(QStringLiteral("eos_token")));
+    if (config.value(QStringLiteral("add_bos_token")).isBool())
+        m_addBos = config.value(QStringLiteral("add_bos_token")).toBool() ? 1 : 0;
+    if (config.value(QStringLiteral("add_eos_token")).isBool())
+        m_addEos = config.value(QStringLiteral("add_eos_token")).toBool() ? 1 : 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1989,7 +1996,21 @@ std::vector<std::int32_t> TokenizerImpl::encode(std::string_view input, bool add
     if (sectionStart < text.size())
         encodeSection(text.substr(sectionStart), sectionStart == 0, ids, s);
 
-    if (addSpecialTokens) {
+    if (addSpecialTokens && (m_addBos >= 0 || m_addEos >= 0)) {
+        // the config's flags replace the template: [BOS] text [EOS] as they say; a flag the
+        // config leaves out follows the post-processor
+        bool templBos = false, templEos = false;
+        for (const PostStep &step : m_postSteps) {
+            templBos = templBos || (!step.prefix.empty() && step.prefix.front() == m_bosId);
+            templEos = templEos || (!step.suffix.empty() && step.suffix.back() == m_eosId);
+        }
+        const bool bos = m_addBos >= 0 ? m_addBos == 1 : templBos;
+        const bool eos = m_addEos >= 0 ? m_addEos == 1 : templEos;
+        if (bos && m_bosId >= 0)
+            ids.insert(ids.begin(), m_bosId);
+        if (eos && m_eosId >= 0)
+            ids.push_back(m_eosId);
+    } else if (addSpecialTokens) {
         for (const PostStep &step : m_postSteps) {
             if (step.prefix.empty() && step.suffix.empty())
                 continue;

@@ -30,7 +30,9 @@ public:
     ~Tokenizer();
 
     // Encodes UTF-8 text. With addSpecialTokens the post-processor's tokens (e.g. Llama's BOS) are
-    // added as the reference does with add_special_tokens=True; the perplexity protocol uses false.
+    // added as the reference does with add_special_tokens=True (add_bos_token / add_eos_token of
+    // tokenizer_config.json, where given, decide instead, as Llama/Gemma tokenizers do); prompts
+    // (logits --text, generate, Try It) use true, the perplexity protocol false.
     // Added/special tokens written literally in the text (e.g. "<|endoftext|>") are matched.
     std::vector<std::int32_t> encode(std::string_view utf8, bool addSpecialTokens = false) const;
     // Decodes ids to UTF-8 (invalid byte sequences become U+FFFD as in the reference).

@@ -202,7 +202,7 @@ core::Expected<TryItResult> tryRecipe(std::shared_ptr<const core::Model> model, 
     core::Transformer original(model, core::LinearBackend::Eigen);
     core::Transformer candidate(compressed->model, core::LinearBackend::Eigen);
     const std::string utf8 = prompt.toStdString();
-    const std::vector<std::int32_t> ids = tokenizer->encode(utf8);
+    const std::vector<std::int32_t> ids = tokenizer->encode(utf8, true); // as the CLI's generate
     if (ids.empty())
         return core::unexpected(core::fail(core::ErrorCode::InvalidArgument, QStringLiteral("the prompt is empty"))
                                     .forParameter(QStringLiteral("prompt")));

@@ -238,7 +238,7 @@ int cmdLogits(const QStringList &args)
         auto tok = requireTokenizer(**model);
         if (!tok)
             return reportError(tok.error());
-        ids = (*tok)->encode(c.parser.value(text).toStdString(), false);
+        ids = (*tok)->encode(c.parser.value(text).toStdString(), true); // as tokenizer(text) does
         if (ids.empty())
             return usageError(QStringLiteral("the text encodes to no tokens"), QStringLiteral("give a non-empty --text"));
     }
@@ -304,7 +304,7 @@ int cmdGenerate(const QStringList &args)
     if (!tok)
         return reportError(tok.error());
     const std::string promptText = c.parser.value(prompt).toStdString();
-    const std::vector<std::int32_t> ids = (*tok)->encode(promptText, false);
+    const std::vector<std::int32_t> ids = (*tok)->encode(promptText, true); // BOS where the tokenizer adds one
     Transformer tf(*model, *backend);
     const bool json = c.parser.isSet(c.json);
     if (!json) {

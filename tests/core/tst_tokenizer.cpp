@@ -130,6 +130,7 @@ private slots:
     void invalidUtf8IsReplaced();
     void concurrentEncode();
     void addedTokenFlags();
+    void configSpecialTokenFlags();
 
     void errors_data();
     void errors();
@@ -496,6 +497,42 @@ void TestTokenizer::concurrentEncode()
 }
 
 // lstrip/rstrip/single_word, normalized added tokens, ids that the reference assigns itself and
+// tokenizer_config.json's add_bos_token / add_eos_token decide the special tokens of a prompt,
+// as LlamaTokenizerFast rebuilds its post-processor from them: Llama 2's tokenizer.json adds
+// <s>; with add_bos_token false it does not, with add_eos_token true </s> follows. Plain
+// encoding (the perplexity protocol) never adds them.
+void TestTokenizer::configSpecialTokenFlags()
+{
+    const QString source = tokenizerPath(QStringLiteral("llama2"));
+    if (!QFile::exists(source))
+        QSKIP("the llama2 test tokenizer is not installed (tools/fetch-test-tokenizers.sh)");
+    QTemporaryDir dir;
+    QVERIFY(QFile::copy(source, dir.filePath(QStringLiteral("tokenizer.json"))));
+    auto plain = Tokenizer::fromFile(dir.filePath(QStringLiteral("tokenizer.json")));
+    QVERIFY(plain);
+    const std::vector<std::int32_t> text = (*plain)->encode("Hello world", false);
+    std::vector<std::int32_t> withBos = text;
+    withBos.insert(withBos.begin(), 1);
+    QCOMPARE((*plain)->encode("Hello world", true), withBos); // the template's <s>
+    struct Case { const char *config; bool bos, eos; };
+    for (const Case &c : {Case{R"({"add_bos_token": false})", false, false}, Case{R"({"add_eos_token": true})", true, true},
+                          Case{R"({"add_bos_token": false, "add_eos_token": true})", false, true}}) {
+        QFile f(dir.filePath(QStringLiteral("tokenizer_config.json")));
+        QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Truncate));
+        f.write(c.config);
+        f.close();
+        auto tok = Tokenizer::fromFile(dir.filePath(QStringLiteral("tokenizer.json")));
+        QVERIFY(tok);
+        std::vector<std::int32_t> want = text;
+        if (c.bos)
+            want.insert(want.begin(), 1);
+        if (c.eos)
+            want.push_back(2);
+        QCOMPARE((*tok)->encode("Hello world", true), want);
+        QCOMPARE((*tok)->encode("Hello world", false), text);
+    }
+}
+
 // a special token that is also a vocabulary entry do not occur in the four real files; this small
 // tokenizer checks them against the Hugging Face library (tokenizers 0.23.2) on the same JSON.
 void TestTokenizer::addedTokenFlags()
