@@ -738,7 +738,14 @@ Expected<LayerMeasurement> SensitivityAnalysis::measure(int layer, const float *
                 fast.runBlock(bb, x.data(), ctx, cache);
         } else {
             const auto at = static_cast<std::ptrdiff_t>(w * windowFloats);
-            switch (l.role) {
+            // Gemma's sandwich norms normalize o's and down's outputs before the residual add, so
+            // their ΔW does not add linearly: restart the block (o) or its MLP half (down) instead.
+            const bool sandwich = m_original->config().sandwichNorms;
+            const WeightRole role = !sandwich                           ? l.role
+                                  : l.role == WeightRole::LinearO    ? WeightRole::LinearQ
+                                  : l.role == WeightRole::LinearDown ? WeightRole::LinearGate
+                                                                     : l.role;
+            switch (role) {
             case WeightRole::LinearQ:
             case WeightRole::LinearK:
             case WeightRole::LinearV:

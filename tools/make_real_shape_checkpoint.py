@@ -6,8 +6,8 @@
     python3 tools/make_real_shape_checkpoint.py --shape llama-3-8b --out /work/ckpt/llama-3-8b
     python3 tools/make_real_shape_checkpoint.py --shape llama-3.2-1b --layers 2 --vocab 4096 --out /tmp/tiny
 
-The folder holds what a checkpoint downloaded from the Hub holds: config.json (no rope_scaling:
-plain RoPE, which is what Bitsmith implements), generation_config.json, bf16 safetensors sharded
+The folder holds what a checkpoint downloaded from the Hub holds: config.json (with the real
+model's rope_scaling: Llama 3.2 1B and Llama 3.1 8B use the llama3 rope, Llama 3 8B plain rope), generation_config.json, bf16 safetensors sharded
 as save_pretrained does (model-0000k-of-0000N.safetensors + model.safetensors.index.json; a single
 model.safetensors when everything fits in one shard), tokenizer.json / tokenizer_config.json
 (Bitsmith's bundled byte-level BPE vocabulary of 4096 tokens; the embedding rows above it are
@@ -36,13 +36,20 @@ import zlib
 SHAPES = {
     "llama-3.2-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
                          num_key_value_heads=8, head_dim=64, tie_word_embeddings=True, rope_theta=500000.0,
-                         rms_norm_eps=1e-5),
+                         rms_norm_eps=1e-5,
+                         rope_scaling=dict(factor=32.0, high_freq_factor=4.0, low_freq_factor=1.0,
+                                           original_max_position_embeddings=8192, rope_type="llama3")),
     "llama-3-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                        num_key_value_heads=8, head_dim=128, tie_word_embeddings=False, rope_theta=500000.0,
                        rms_norm_eps=1e-5),
+    "llama-3.1-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=8, head_dim=128, tie_word_embeddings=False, rope_theta=500000.0,
+                         rms_norm_eps=1e-5,
+                         rope_scaling=dict(factor=8.0, high_freq_factor=4.0, low_freq_factor=1.0,
+                                           original_max_position_embeddings=8192, rope_type="llama3")),
 }
 ALIASES = {"1b": "llama-3.2-1b", "llama-3.2-1b": "llama-3.2-1b", "8b": "llama-3-8b", "llama-3-8b": "llama-3-8b",
-           "llama-3.1-8b": "llama-3-8b"}
+           "llama-3.1-8b": "llama-3.1-8b"}
 REAL_VOCAB = 128256
 POOL_ELEMS = 2097143          # a prime near 2^21: 4 MiB of bf16 values
 CHUNK_ELEMS = 4 * 1024 * 1024  # 8 MiB per write() call
@@ -193,7 +200,7 @@ def text_head(path, limit):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shape", required=True, choices=sorted(ALIASES), help="llama-3.2-1b (1b) or llama-3-8b (8b)")
+    ap.add_argument("--shape", required=True, choices=sorted(ALIASES), help="llama-3.2-1b (1b), llama-3-8b (8b) or llama-3.1-8b")
     ap.add_argument("--out", required=True, help="output folder (created; must not exist unless --force)")
     ap.add_argument("--layers", type=int, help="override num_hidden_layers")
     ap.add_argument("--vocab", type=int, default=REAL_VOCAB, help=f"vocab_size (default the real {REAL_VOCAB})")
@@ -279,6 +286,7 @@ def main():
         "pretraining_tp": 1,
         "rms_norm_eps": cfg["rms_norm_eps"],
         "rope_theta": cfg["rope_theta"],
+        **({"rope_scaling": cfg["rope_scaling"]} if "rope_scaling" in cfg else {}),
         "tie_word_embeddings": cfg["tie_word_embeddings"],
         "torch_dtype": "bfloat16",
         "transformers_version": "4.45.0",

@@ -154,6 +154,48 @@ private slots:
         }
     }
 
+    // The cached restart paths equal a full forward on every architecture feature: Qwen3's q/k
+    // norms, per-layer sliding windows and scaled rope (windows longer than both), and Gemma's
+    // sandwich norms (o and down are followed by a norm there: no linear shortcut holds).
+    void cachedEqualsNaiveOnEveryArchitecture_data()
+    {
+        QTest::addColumn<QString>("name");
+        for (const char *n : {"qwen3", "qwen3-sliding", "rope-llama3", "rope-yarn", "mistral-sliding", "gemma2", "gemma3"})
+            QTest::newRow(n) << QString::fromLatin1(n);
+    }
+    void cachedEqualsNaiveOnEveryArchitecture()
+    {
+        QFETCH(QString, name);
+        auto m = Model::load(testDataDir() + QStringLiteral("/tiny/") + name);
+        QVERIFY2(m, m ? "" : qPrintable(m.error().toString()));
+        std::vector<std::int32_t> eval, calib;
+        for (int i = 0; i < 2 * 96 + 1; ++i) {
+            eval.push_back(std::int32_t((i * 37 + 5) % 300));
+            calib.push_back(std::int32_t((i * 53 + 11) % 300));
+        }
+        SensitivityOptions o;
+        o.ctx = 96; // past the sliding windows (16) and the rope's original context (64)
+        o.windows = 2;
+        o.calibSequences = 2;
+        o.calibLength = 96;
+        o.hutchinsonProbes = 0;
+        auto a = SensitivityAnalysis::create(*m, eval, calib, o);
+        QVERIFY2(a, qPrintable(a ? QString() : a.error().toString()));
+        auto settings = parseSensitivitySettings(QStringLiteral("rtn:w3g16"));
+        QVERIFY(settings);
+        for (int layer = 0; layer < (*a)->layerCount(); ++layer) {
+            auto q = (*a)->quantize(layer, settings->front());
+            QVERIFY(q);
+            std::vector<float> deq(static_cast<std::size_t>(q->rows * q->cols));
+            q->dequantize(deq.data());
+            auto fast = (*a)->measureCached(layer, deq.data());
+            auto naive = (*a)->measureNaive(layer, deq.data());
+            QVERIFY(fast && naive);
+            QVERIFY2(std::abs(fast->deltaLoss - naive->deltaLoss) < 1e-5 && std::abs(fast->kl - naive->kl) < 1e-5,
+                     qPrintable(QStringLiteral("%1: %2 vs %3").arg((*a)->layerName(layer)).arg(fast->deltaLoss).arg(naive->deltaLoss)));
+        }
+    }
+
     // Pruning candidates: the weights are exactly what the masks give (checked by hand: zeros per
     // 4 columns, the kept values unchanged), and the bytes follow the stated accounting.
     void pruningCandidates()
