@@ -626,7 +626,32 @@ Expected<void> writeCompressedModel(const CompressionResult &result, const Model
         t.produce = [make = std::move(make)]() -> Expected<std::vector<std::byte>> { return make(); };
         tensors.push_back(std::move(t));
     };
+    // The source's tensors, with a fused one (Phi-3's qkv_proj, gate_up_proj) as its parts: each
+    // part is a layer of its own, compressed or not, and the folder holds the parts by name.
+    struct Entry
+    {
+        QString name;
+        DType dtype;
+        std::vector<std::int64_t> shape;
+        std::span<const std::byte> data;
+        std::int64_t numel() const { return shape.size() == 2 ? shape[0] * shape[1] : shape.empty() ? 1 : shape[0]; }
+    };
+    std::vector<Entry> entries;
     for (const TensorRecord *rec : source.files().tensors()) {
+        bool fused = false;
+        for (const WeightInfo &w : source.weights())
+            if (w.fusedName == rec->name) {
+                fused = true;
+                const std::size_t rowBytes = static_cast<std::size_t>(w.shape[1]) * dtypeSize(rec->dtype);
+                entries.push_back({w.name, rec->dtype, w.shape,
+                                   std::span<const std::byte>(rec->data + static_cast<std::size_t>(w.fusedRowOffset) * rowBytes,
+                                                              static_cast<std::size_t>(w.shape[0]) * rowBytes)});
+            }
+        if (!fused)
+            entries.push_back({rec->name, rec->dtype, rec->shape, std::span<const std::byte>(rec->data, rec->nbytes)});
+    }
+    for (const Entry &entry : entries) {
+        const Entry *rec = &entry;
         const QuantizedLayer *q = m.quantizedLayer(rec->name);
         if (q) {
             const std::shared_ptr<const PackedWeights> packed = q->packed;
@@ -667,7 +692,7 @@ Expected<void> writeCompressedModel(const CompressionResult &result, const Model
                      [&m, name = rec->name, type] { return m.weight(name).toBytes(type); });
             continue;
         }
-        tensors.push_back({rec->name, rec->dtype, rec->shape, std::span<const std::byte>(rec->data, rec->nbytes), 0, {}});
+        tensors.push_back({rec->name, rec->dtype, rec->shape, rec->data, 0, {}});
     }
     if (auto ok = writeSafetensorsSharded(staged->tmpDir, tensors, kDefaultShardBytes,
                                           {{QStringLiteral("format"), QStringLiteral("pt")},

@@ -870,6 +870,52 @@ Expected<MatrixView> Model::bind(const QString &name, WeightRole role, int block
     return view;
 }
 
+Expected<MatrixView> Model::bindPart(const QString &fused, const std::vector<std::int64_t> &fusedShape, const QString &name,
+                                     WeightRole role, int block, std::int64_t rowOffset, std::int64_t rows)
+{
+    const TensorRecord *rec = m_files->find(fused);
+    if (!rec)
+        return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("missing tensor required by %1").arg(m_config.architectureName))
+                              .inFile(m_folder)
+                              .forTensor(fused)
+                              .withHint(QStringLiteral("the checkpoint does not match its config.json")));
+    if (rec->shape != fusedShape)
+        return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("tensor has shape %1 but the config implies %2")
+                                                        .arg(shapeString(rec->shape), shapeString(fusedShape)))
+                              .inFile(rec->file)
+                              .forTensor(fused)
+                              .withHint(QStringLiteral("the checkpoint does not match its config.json")));
+    if (!isFloatingPoint(rec->dtype))
+        return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("weight has non-floating dtype %1").arg(QLatin1String(dtypeName(rec->dtype))))
+                              .inFile(rec->file)
+                              .forTensor(fused));
+    const std::int64_t cols = fusedShape[1];
+    const std::size_t esize = dtypeSize(rec->dtype);
+    m_auxiliaryTensors.insert(fused); // read through its parts
+    TensorSlot *s = newSlot(name);
+    s->rows = rows;
+    s->cols = cols;
+    s->raw = rec->data + static_cast<std::size_t>(rowOffset * cols) * esize; // in place
+    s->type = rec->dtype;
+    MatrixView view{nullptr, rows, cols, s};
+    WeightInfo info;
+    info.name = name;
+    info.role = role;
+    info.block = block;
+    info.shape = {rows, cols};
+    info.storedType = rec->dtype;
+    info.parameters = rows * cols;
+    info.storedBytes = static_cast<std::int64_t>(static_cast<std::size_t>(rows * cols) * esize);
+    info.format = QString::fromLatin1(dtypeName(rec->dtype));
+    info.bitsPerWeight = 8.0 * static_cast<double>(esize);
+    info.sparsity = -1.0;
+    info.fusedName = fused;
+    info.fusedRowOffset = rowOffset;
+    m_weights.push_back(std::move(info));
+    m_views.emplace_back(name, view);
+    return view;
+}
+
 Expected<std::shared_ptr<Model>> Model::load(const QString &folderOrName, Feedback *feedback)
 {
     const QString folder = resolveFolder(folderOrName);
@@ -1000,10 +1046,35 @@ Expected<void> Model::bindAll(Feedback *feedback)
             {&b.upBias, "mlp.up_proj.bias", WeightRole::BiasUp, {inter}, c.mlpBias},
             {&b.downBias, "mlp.down_proj.bias", WeightRole::BiasDown, {h}, c.mlpBias},
         };
+        // Phi-3 fuses q/k/v and gate/up: bound as parts of the fused tensors (a compressed folder
+        // of a Phi-3 model holds the parts under their own names, bound like any tensor)
+        const bool fusedQkv = c.architecture == Architecture::Phi3 && m_files && !m_inMemory.size()
+                              && m_files->find(p + QStringLiteral("self_attn.qkv_proj.weight"));
+        const bool fusedGateUp = c.architecture == Architecture::Phi3 && m_files && !m_inMemory.size()
+                                 && m_files->find(p + QStringLiteral("mlp.gate_up_proj.weight"));
         for (auto &s : specs) {
             if (!s.present)
                 continue;
-            auto view = m->bind(p + QLatin1String(s.suffix), s.role, i, s.shape, false);
+            const QString suffix = QLatin1String(s.suffix);
+            Expected<MatrixView> part = MatrixView{};
+            bool isPart = false;
+            if (fusedQkv && (s.role == WeightRole::LinearQ || s.role == WeightRole::LinearK || s.role == WeightRole::LinearV)) {
+                const std::int64_t offset = s.role == WeightRole::LinearQ ? 0 : s.role == WeightRole::LinearK ? qDim : qDim + kvDim;
+                part = m->bindPart(p + QStringLiteral("self_attn.qkv_proj.weight"), {qDim + 2 * kvDim, h}, p + suffix, s.role, i,
+                                   offset, s.shape[0]);
+                isPart = true;
+            } else if (fusedGateUp && (s.role == WeightRole::LinearGate || s.role == WeightRole::LinearUp)) {
+                part = m->bindPart(p + QStringLiteral("mlp.gate_up_proj.weight"), {2 * inter, h}, p + suffix, s.role, i,
+                                   s.role == WeightRole::LinearGate ? 0 : inter, inter);
+                isPart = true;
+            }
+            if (isPart) {
+                if (!part)
+                    return unexpected(std::move(part.error()).forLayer(QStringLiteral("block %1").arg(i)));
+                *s.out = *part;
+                continue;
+            }
+            auto view = m->bind(p + suffix, s.role, i, s.shape, false);
             if (!view)
                 return unexpected(std::move(view.error()).forLayer(QStringLiteral("block %1").arg(i)));
             *s.out = *view;

@@ -74,6 +74,11 @@ struct WeightInfo
     QString format;               // "BF16", "F32", or e.g. "q4 g128", "q3 g64 sym", "w8a8"
     double bitsPerWeight = 0.0;   // storedBytes * 8 / parameters
     double sparsity = 0.0;        // fraction of exact zeros (linear weights; 0 for the others); -1 = not computed yet
+    // A part of a fused checkpoint tensor (Phi-3's qkv_proj / gate_up_proj are shown, compressed
+    // and recorded as q/k/v and gate/up): the fused tensor's name and the part's first row there.
+    // Empty for ordinary tensors. Hugging Face export writes the parts fused again.
+    QString fusedName;
+    std::int64_t fusedRowOffset = 0;
 };
 
 // A linear layer stored quantized (a compressed model folder, a GGUF block format, or the result
@@ -268,6 +273,10 @@ private:
     Model() = default;
     Expected<MatrixView> bind(const QString &name, WeightRole role, int block, std::vector<std::int64_t> shape,
                               bool optional);
+    // Rows [rowOffset, rowOffset + rows) of the fused checkpoint tensor `fused` (shape fusedShape)
+    // as the weight `name`, in place in the mapped file.
+    Expected<MatrixView> bindPart(const QString &fused, const std::vector<std::int64_t> &fusedShape, const QString &name,
+                                  WeightRole role, int block, std::int64_t rowOffset, std::int64_t rows);
     Expected<MatrixView> bindInMemory(const QString &name, WeightRole role, int block, std::vector<std::int64_t> shape,
                                       bool optional);
     Expected<void> bindAll(Feedback *feedback);

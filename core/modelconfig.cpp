@@ -21,6 +21,7 @@ QString architectureName(Architecture a)
     case Architecture::Qwen3: return QStringLiteral("Qwen3ForCausalLM");
     case Architecture::Gemma2: return QStringLiteral("Gemma2ForCausalLM");
     case Architecture::Gemma3: return QStringLiteral("Gemma3ForCausalLM");
+    case Architecture::Phi3: return QStringLiteral("Phi3ForCausalLM");
     }
     return {};
 }
@@ -49,11 +50,12 @@ Expected<void> parseRope(const QJsonObject &o, ModelConfig &c, const QString &pa
         return bad(ErrorCode::Format, QStringLiteral("rope_theta must be greater than 1 (got %1)").arg(c.ropeTheta),
                    QStringLiteral("compare config.json with the original checkpoint's"));
     const double partial = params.value(QLatin1String("partial_rotary_factor")).toDouble(o.value(QLatin1String("partial_rotary_factor")).toDouble(1.0));
-    if (partial != 1.0)
+    c.rotaryDim = static_cast<int>(c.headDim * partial); // int(head_dim * partial_rotary_factor)
+    if (partial != 1.0 && (c.architecture != Architecture::Phi3 || !(partial > 0 && partial < 1) || c.rotaryDim % 2 != 0))
         return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("partial_rotary_factor %1 is not supported").arg(partial))
                               .inFile(path)
                               .forParameter(QStringLiteral("partial_rotary_factor"))
-                              .withHint(QStringLiteral("the Llama family rotates the whole head")));
+                              .withHint(QStringLiteral("partial rotary is supported for Phi-3 (an even number of rotated dims); the Llama family rotates the whole head")));
     const QString type = params.value(QLatin1String("rope_type")).toString(params.value(QLatin1String("type")).toString(QStringLiteral("default")));
     RopeScaling &r = c.ropeScaling;
     r = {};
@@ -123,9 +125,9 @@ Expected<void> parseRope(const QJsonObject &o, ModelConfig &c, const QString &pa
             const QJsonArray a = params.value(QLatin1String(key)).toArray();
             for (const QJsonValue &v : a)
                 out->push_back(v.toDouble());
-            if (static_cast<int>(out->size()) * 2 != c.headDim)
+            if (static_cast<int>(out->size()) * 2 != c.rotaryDim)
                 return bad(ErrorCode::Format, QStringLiteral("longrope '%1' has %2 values; head_dim %3 needs %4")
-                                                  .arg(QLatin1String(key)).arg(out->size()).arg(c.headDim).arg(c.headDim / 2),
+                                                  .arg(QLatin1String(key)).arg(out->size()).arg(c.rotaryDim).arg(c.rotaryDim / 2),
                            QStringLiteral("compare config.json with the original checkpoint's"));
         }
     }
@@ -174,6 +176,8 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
         c.architecture = Architecture::Qwen2;
     else if (c.architectureName == QLatin1String("Qwen3ForCausalLM") || (c.architectureName.isEmpty() && c.modelType == QLatin1String("qwen3")))
         c.architecture = Architecture::Qwen3;
+    else if (c.architectureName == QLatin1String("Phi3ForCausalLM") || (c.architectureName.isEmpty() && c.modelType == QLatin1String("phi3")))
+        c.architecture = Architecture::Phi3;
     else if (c.architectureName == QLatin1String("Gemma2ForCausalLM") || (c.architectureName.isEmpty() && c.modelType == QLatin1String("gemma2")))
         c.architecture = Architecture::Gemma2;
     else if (c.architectureName == QLatin1String("Gemma3ForCausalLM")
@@ -186,7 +190,7 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
                               .inFile(path)
                               .forParameter(QStringLiteral("architectures"))
                               .withHint(QStringLiteral("supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-                                                         "Gemma2ForCausalLM, Gemma3ForCausalLM (text)")));
+                                                         "Gemma2ForCausalLM, Gemma3ForCausalLM (text), Phi3ForCausalLM")));
     if (c.architectureName.isEmpty())
         c.architectureName = bitsmith::core::architectureName(c.architecture);
 
@@ -286,7 +290,7 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
         c.mlpBias = o.value(QLatin1String("mlp_bias")).toBool(false);
     }
     const QJsonValue sw = o.value(QLatin1String("sliding_window"));
-    const bool useSw = c.architecture == Architecture::Mistral || gemma
+    const bool useSw = c.architecture == Architecture::Mistral || c.architecture == Architecture::Phi3 || gemma
                        || o.value(QLatin1String("use_sliding_window")).toBool(false);
     if (useSw && sw.isDouble() && sw.toInt() > 0)
         c.slidingWindow = sw.toInt();

@@ -13,7 +13,7 @@
 
 namespace bitsmith::core {
 
-enum class Architecture { Llama, Mistral, Qwen2, Qwen3, Gemma2, Gemma3 };
+enum class Architecture { Llama, Mistral, Qwen2, Qwen3, Gemma2, Gemma3, Phi3 };
 
 enum class Activation { Silu, GeluTanh }; // the MLP gate: SwiGLU, or GeGLU with tanh-GELU (Gemma)
 
@@ -29,6 +29,8 @@ struct ModelConfig
     int numHeads = 0;
     int numKvHeads = 0;
     int headDim = 0;
+    int rotaryDim = 0; // dims of each head that rope rotates: head_dim * partial_rotary_factor (Phi)
+    int ropeDim() const { return rotaryDim > 0 ? rotaryDim : headDim; }
     int maxPositions = 0;
     double ropeTheta = 10000.0;
     RopeScaling ropeScaling; // rope_scaling (4.x) / rope_parameters (5.x)

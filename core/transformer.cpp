@@ -93,9 +93,9 @@ void Transformer::initRope()
     const ModelConfig &c = m_model->config();
     // the frequencies of a sequence within the original context (dynamic: unscaled; longrope:
     // short factors); rope() asks again for longer ones when the type depends on the length
-    m_invFreq = ropeInverseFrequencies(c.ropeScaling, c.ropeTheta, c.headDim, c.maxPositions, 1, &m_ropeScaling);
+    m_invFreq = ropeInverseFrequencies(c.ropeScaling, c.ropeTheta, c.ropeDim(), c.maxPositions, 1, &m_ropeScaling);
     if (c.slidingRopeTheta > 0) // Gemma 3's local layers
-        m_invFreqSliding = ropeInverseFrequencies(c.slidingRopeScaling, c.slidingRopeTheta, c.headDim, c.maxPositions, 1,
+        m_invFreqSliding = ropeInverseFrequencies(c.slidingRopeScaling, c.slidingRopeTheta, c.ropeDim(), c.maxPositions, 1,
                                                   &m_ropeScalingSliding);
 }
 
@@ -136,14 +136,14 @@ void Transformer::rope(float *x, std::int64_t t, int heads, int startPos, int la
 {
     const ModelConfig &config = m_model->config();
     const int hd = config.headDim;
-    const int half = hd / 2;
+    const int half = config.ropeDim() / 2; // Phi's partial rotary: the dims past rotaryDim pass through
     const bool local = !m_invFreqSliding.empty() && config.windowOfLayer(layer) > 0;
     const RopeScaling &rs = local ? config.slidingRopeScaling : config.ropeScaling;
     // transformers recomputes dynamic / longrope frequencies from the call's last position
     std::vector<float> longer;
     const std::vector<float> *inv = local ? &m_invFreqSliding : &m_invFreq;
     if (ropeDependsOnLength(rs.type)) {
-        longer = ropeInverseFrequencies(rs, local ? config.slidingRopeTheta : config.ropeTheta, hd, config.maxPositions,
+        longer = ropeInverseFrequencies(rs, local ? config.slidingRopeTheta : config.ropeTheta, config.ropeDim(), config.maxPositions,
                                         startPos + static_cast<int>(t));
         inv = &longer;
     }

@@ -27,6 +27,10 @@ Cases:
   gemma2              Gemma2ForCausalLM: (1+w) norms, sandwich norms, GeGLU (tanh GELU), embeddings
                       times sqrt(hidden), query_pre_attn_scalar 24, attention / final soft-capping
                       (5 / 3, small enough to matter), sliding window 16 on even layers, tied head
+  phi3                Phi3ForCausalLM: fused qkv_proj and gate_up_proj, longrope (original context
+                      64, top-level original_max_position_embeddings as Phi-3 writes it)
+  phi3-partial        Phi3ForCausalLM: partial_rotary_factor 0.5 (as Phi-4-mini's 0.75), sliding
+                      window 16 on every layer
   gemma3              Gemma3ForCausalLM (text): q/k norms, sliding layers with their own rope
                       (theta 10000) and full ones with linear scaling (theta 1e6, factor 2)
 
@@ -45,7 +49,8 @@ import torch
 import transformers
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
-                          Gemma2Config, Gemma2ForCausalLM, Gemma3TextConfig, Gemma3ForCausalLM)
+                          Gemma2Config, Gemma2ForCausalLM, Gemma3TextConfig, Gemma3ForCausalLM,
+                          Phi3Config, Phi3ForCausalLM)
 
 OUT = os.environ.get("BITSMITH_TINY_OUT", "tests/data/tiny")
 INPUT_IDS = [1, 17, 42, 299, 0, 123, 7, 256, 88, 150, 3, 211]
@@ -89,6 +94,13 @@ CASES = [
      "extra": dict(tie_word_embeddings=True, head_dim=16, query_pre_attn_scalar=24, sliding_window=16,
                    attn_logit_softcapping=5.0, final_logit_softcapping=3.0, hidden_activation="gelu_pytorch_tanh",
                    num_hidden_layers=3, **LONG), "shard": None},
+    {"name": "phi3", "cls": Phi3ForCausalLM, "cfg": Phi3Config, "dtype": torch.float32, "theta": 10000.0,
+     "rope": dict(rope_type="longrope", short_factor=SHORT_F, long_factor=LONG_F, original_max_position_embeddings=64),
+     "extra": dict(tie_word_embeddings=False, original_max_position_embeddings=64, sliding_window=None, pad_token_id=0,
+                   **LONG), "shard": None},
+    {"name": "phi3-partial", "cls": Phi3ForCausalLM, "cfg": Phi3Config, "dtype": torch.float32, "theta": 10000.0,
+     "rope": dict(rope_type="default", partial_rotary_factor=0.5),
+     "extra": dict(tie_word_embeddings=False, partial_rotary_factor=0.5, sliding_window=16, pad_token_id=0, **LONG), "shard": None},
     {"name": "gemma3", "cls": Gemma3ForCausalLM, "cfg": Gemma3TextConfig, "dtype": torch.float32, "theta": 1000000.0,
      "rope_nested": {"full_attention": dict(rope_type="linear", factor=2.0, rope_theta=1000000.0),
                      "sliding_attention": dict(rope_type="default", rope_theta=10000.0)},

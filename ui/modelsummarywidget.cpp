@@ -196,7 +196,9 @@ void ModelSummaryWidget::updateFields()
              QString::number(c.ropeTheta, 'g', 10)
                  + (c.ropeScaling.type == core::RopeType::Default
                         ? QString()
-                        : tr(" (%1 scaling, factor %2)").arg(QLatin1String(core::ropeTypeName(c.ropeScaling.type))).arg(c.ropeScaling.factor)));
+                        : c.ropeScaling.factor > 0
+                            ? tr(" (%1 scaling, factor %2)").arg(QLatin1String(core::ropeTypeName(c.ropeScaling.type))).arg(c.ropeScaling.factor)
+                            : tr(" (%1 scaling)").arg(QLatin1String(core::ropeTypeName(c.ropeScaling.type)))));
 
     const std::int64_t params = m_model->totalParameters();
     setField(QStringLiteral("totalParameters"),

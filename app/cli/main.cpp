@@ -104,7 +104,9 @@ int cmdInfo(const QStringList &args)
                                        {QStringLiteral("bytes"), static_cast<double>(w.storedBytes)},
                                        {QStringLiteral("format"), w.format},
                                        {QStringLiteral("effective_bpw"), w.bitsPerWeight},
-                                       {QStringLiteral("sparsity"), sparsityJson(w.sparsity)}});
+                                       {QStringLiteral("sparsity"), sparsityJson(w.sparsity)},
+                                       // a part of a fused checkpoint tensor (Phi-3): its name
+                                       {QStringLiteral("fused_from"), w.fusedName.isEmpty() ? QJsonValue() : QJsonValue(w.fusedName)}});
         }
         o[QStringLiteral("tensors")] = tensors;
         printJson(o);
@@ -116,7 +118,7 @@ int cmdInfo(const QStringList &args)
                 cfg.numKvHeads, cfg.headDim);
     std::printf("vocabulary    %d   context %d   rope theta %g (%s%s)   tied embeddings %s\n", cfg.vocabSize,
                 cfg.maxPositions, cfg.ropeTheta, ropeTypeName(cfg.ropeScaling.type),
-                cfg.ropeScaling.type == RopeType::Default ? "" : qPrintable(QStringLiteral(", factor %1").arg(cfg.ropeScaling.factor)),
+                cfg.ropeScaling.type == RopeType::Default || cfg.ropeScaling.factor <= 0 ? "" : qPrintable(QStringLiteral(", factor %1").arg(cfg.ropeScaling.factor)),
                 cfg.tieWordEmbeddings ? "yes" : "no");
     if (cfg.slidingWindow > 0)
         std::printf("attention     sliding window of %d tokens on %s\n", cfg.slidingWindow,

@@ -181,7 +181,41 @@ Expected<QJsonObject> exportHfDense(const Model &model, const QString &outDir, F
     std::vector<TensorToWrite> tensors;
     std::map<QString, int> dtypes;
     std::int64_t bytes = 0;
-    for (const WeightInfo &w : model.weights()) {
+    const auto &weights = model.weights();
+    for (std::size_t i = 0; i < weights.size(); ++i) {
+        const WeightInfo &w = weights[i];
+        if (!w.fusedName.isEmpty()) {
+            // Parts of a fused tensor (Phi-3's qkv_proj, gate_up_proj) are written fused again, in
+            // one dtype (f32 when the parts disagree, e.g. one of them quantized)
+            std::vector<std::size_t> parts;
+            for (std::size_t j = i; j < weights.size() && weights[j].fusedName == w.fusedName; ++j)
+                parts.push_back(j);
+            DType t = denseType(model, w, false);
+            std::int64_t rows = 0;
+            for (std::size_t j : parts) {
+                if (denseType(model, weights[j], false) != t)
+                    t = DType::F32;
+                rows += weights[j].shape[0];
+            }
+            std::vector<QString> names;
+            for (std::size_t j : parts)
+                names.push_back(weights[j].name);
+            const std::int64_t cols = w.shape[1];
+            TensorToWrite fused{w.fusedName, t, {rows, cols}, {}, static_cast<std::size_t>(rows * cols) * dtypeSize(t), {}};
+            fused.produce = [&model, names, t]() -> Expected<std::vector<std::byte>> {
+                std::vector<std::byte> out;
+                for (const QString &n : names) {
+                    auto b = model.weight(n).toBytes(t);
+                    out.insert(out.end(), b.begin(), b.end());
+                }
+                return out;
+            };
+            tensors.push_back(std::move(fused));
+            bytes += static_cast<std::int64_t>(tensors.back().size());
+            ++dtypes[QString::fromLatin1(dtypeName(t))];
+            i = parts.back();
+            continue;
+        }
         const DType t = denseType(model, w, false);
         tensors.push_back(denseTensor(model, w, t));
         bytes += static_cast<std::int64_t>(tensors.back().size());
@@ -211,6 +245,11 @@ Expected<QJsonObject> exportHfDense(const Model &model, const QString &outDir, F
 
 Expected<QJsonObject> exportHfGptq(const Model &model, const QString &outDir, Feedback *feedback, std::int64_t maxShardBytes)
 {
+    for (const WeightInfo &w : model.weights())
+        if (!w.fusedName.isEmpty() && model.quantizedLayer(w.name))
+            return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("GPTQ export of fused projections (%1) is not supported yet").arg(w.fusedName))
+                                  .forTensor(w.name)
+                                  .withHint(QStringLiteral("export --format hf (dense) or keep Bitsmith's compressed folder")));
     if (model.quantizedLayers().empty())
         return unexpected(fail(ErrorCode::InvalidArgument, QStringLiteral("the model has no quantized layers"))
                               .inFile(model.folder())

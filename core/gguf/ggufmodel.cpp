@@ -257,7 +257,7 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
     const QString arch = c.architecture == Architecture::Qwen3 ? QStringLiteral("qwen3")
                        : qwen                                  ? QStringLiteral("qwen2")
                                                                : QStringLiteral("llama");
-    if (c.architecture == Architecture::Gemma2 || c.architecture == Architecture::Gemma3)
+    if (c.architecture == Architecture::Gemma2 || c.architecture == Architecture::Gemma3 || c.architecture == Architecture::Phi3)
         return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("GGUF export of %1 is not supported yet").arg(c.architectureName))
                               .inFile(model.folder())
                               .withHint(QStringLiteral("export a Hugging Face folder (--format hf) and convert it with llama.cpp's convert_hf_to_gguf.py")));
@@ -267,8 +267,8 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
     const RopeScaling &rs = c.ropeScaling;
     std::vector<float> ropeFactors;
     if (rs.type == RopeType::Llama3 || (rs.type == RopeType::LongRope && rs.shortFactor == rs.longFactor && rs.attentionFactor == 1.0)) {
-        const std::vector<float> plain = ropeInverseFrequencies({}, c.ropeTheta, c.headDim, c.maxPositions, 1);
-        const std::vector<float> scaled = ropeInverseFrequencies(rs, c.ropeTheta, c.headDim, c.maxPositions, 1);
+        const std::vector<float> plain = ropeInverseFrequencies({}, c.ropeTheta, c.ropeDim(), c.maxPositions, 1);
+        const std::vector<float> scaled = ropeInverseFrequencies(rs, c.ropeTheta, c.ropeDim(), c.maxPositions, 1);
         for (std::size_t i = 0; i < plain.size(); ++i)
             ropeFactors.push_back(static_cast<float>(static_cast<double>(plain[i]) / scaled[i]));
     } else if (rs.type != RopeType::Default && rs.type != RopeType::Linear) {
@@ -346,7 +346,7 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
     w.set(key("attention.head_count_kv"), GgufValue::u32(static_cast<std::uint32_t>(c.numKvHeads)));
     w.set(key("attention.key_length"), GgufValue::u32(static_cast<std::uint32_t>(c.headDim)));
     w.set(key("attention.value_length"), GgufValue::u32(static_cast<std::uint32_t>(c.headDim)));
-    w.set(key("rope.dimension_count"), GgufValue::u32(static_cast<std::uint32_t>(c.headDim)));
+    w.set(key("rope.dimension_count"), GgufValue::u32(static_cast<std::uint32_t>(c.ropeDim())));
     w.set(key("rope.freq_base"), GgufValue::f32(static_cast<float>(c.ropeTheta)));
     if (rs.type == RopeType::Linear) {
         w.set(key("rope.scaling.type"), GgufValue::string("linear"));

@@ -5,6 +5,10 @@
 #include "core/calibration.h"
 #include "core/compression.h"
 #include "core/evaluate.h"
+#include "core/safetensors.h"
+#include "core/outputfolder.h"
+#include "core/gguf/ggufmodel.h"
+#include "core/export/hfexport.h"
 #include "core/model.h"
 #include "core/quant/quantizer.h"
 #include "core/sdk/technique.h"
@@ -230,7 +234,8 @@ private slots:
     {
         QTest::addColumn<QString>("model");
         QTest::addColumn<QString>("technique");
-        for (const char *m : {"qwen3", "qwen3-sliding", "rope-llama3", "rope-yarn", "rope-longrope", "mistral-sliding", "gemma2", "gemma3"})
+        for (const char *m : {"qwen3", "qwen3-sliding", "rope-llama3", "rope-yarn", "rope-longrope", "mistral-sliding", "gemma2", "gemma3",
+                              "phi3", "phi3-partial"})
             for (const QString &t : m_registry->ids())
                 QTest::newRow(qPrintable(QStringLiteral("%1 %2").arg(QLatin1String(m), t))) << QString::fromLatin1(m) << t;
     }
@@ -310,6 +315,53 @@ private slots:
         for (int r = 0; r < 3; ++r)
             for (int j = 0; j < 4; ++j)
                 QVERIFY(std::abs((offset + norm[j]) * w[r * 4 + j] - (offset + norm0[j]) * w0[r * 4 + j]) < 1e-6f);
+    }
+
+    // Phi-3's fused qkv_proj / gate_up_proj are q/k/v and gate/up to the user (read in place as
+    // row ranges of the fused tensors); a compressed folder holds the parts, and reloads with the
+    // same logits; a Hugging Face export fuses them again (qkv_proj, gate_up_proj), as
+    // transformers loads them, with the same logits.
+    void phi3FusedProjections()
+    {
+        auto m = Model::load(testDataDir() + QStringLiteral("/tiny/phi3"));
+        QVERIFY2(m, m ? "" : qPrintable(m.error().toString()));
+        int parts = 0;
+        for (const WeightInfo &w : (*m)->weights())
+            if (!w.fusedName.isEmpty())
+                ++parts;
+        QCOMPARE(parts, 2 * 5); // q, k, v, gate, up in each of the 2 blocks
+        const MatrixView k = (*m)->weight(QStringLiteral("model.layers.1.self_attn.k_proj.weight"));
+        QCOMPARE(k.rows, 32); // 2 kv heads x 16
+        QCOMPARE(k.slot->widenedBytes(), std::int64_t(0)); // in place
+        const std::vector<std::int32_t> ids = {1, 17, 42, 299, 0, 123, 7, 256, 88, 150, 3, 211};
+        const std::vector<float> base = logitsOf(Transformer(*m), ids);
+
+        QTemporaryDir dir;
+        auto result = compressModel(**m, rtnRecipe(4, 16), *m_registry, {});
+        QVERIFY2(result, result ? "" : qPrintable(result.error().toString()));
+        const QString folder = dir.filePath(QStringLiteral("phi3-rtn"));
+        auto ok = writeCompressedModel(*result, **m, folder);
+        QVERIFY2(ok, ok ? "" : qPrintable(ok.error().toString()));
+        auto back = Model::load(folder);
+        QVERIFY2(back, back ? "" : qPrintable(back.error().toString()));
+        QVERIFY((*back)->quantizedLayer(QStringLiteral("model.layers.0.self_attn.v_proj.weight")));
+        QCOMPARE(maxAbsDiff(logitsOf(Transformer(result->model), ids), logitsOf(Transformer(*back), ids)), 0.0f);
+
+        const QString hf = dir.filePath(QStringLiteral("phi3-hf"));
+        auto exported = exportHfDense(**m, hf);
+        QVERIFY2(exported, exported ? "" : qPrintable(exported.error().toString()));
+        auto st = SafetensorsCollection::openFolder(hf);
+        QVERIFY(st);
+        QVERIFY((*st)->find(QStringLiteral("model.layers.0.self_attn.qkv_proj.weight")));
+        QVERIFY((*st)->find(QStringLiteral("model.layers.1.mlp.gate_up_proj.weight")));
+        QVERIFY(!(*st)->find(QStringLiteral("model.layers.0.self_attn.q_proj.weight")));
+        auto reloaded = Model::load(hf);
+        QVERIFY2(reloaded, reloaded ? "" : qPrintable(reloaded.error().toString()));
+        QCOMPARE(maxAbsDiff(base, logitsOf(Transformer(*reloaded), ids)), 0.0f);
+        // GGUF is refused with a hint rather than written wrong
+        auto gguf = gguf::exportGguf(**m, dir.filePath(QStringLiteral("p.gguf")));
+        QVERIFY(!gguf);
+        QCOMPARE(gguf.error().code, ErrorCode::Unsupported);
     }
 
     void calibrationSequences()
