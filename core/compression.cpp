@@ -55,6 +55,37 @@ private:
     InputStatistics &m_stats;
 };
 
+// Captures one input (LinearGate or LinearDown) of every expert of a MoE block in one pass, each
+// from the tokens routed to that expert; stops after the last expert wanted.
+class ExpertCaptureHook final : public LinearInputHook
+{
+public:
+    ExpertCaptureHook(int block, WeightRole role, std::map<int, InputStatistics *> stats)
+        : m_block(block)
+        , m_role(role)
+        , m_stats(std::move(stats))
+    {}
+    bool onLinearInput(int, WeightRole, const float *, std::int64_t, std::int64_t) override { return true; }
+    bool onExpertInput(int block, int expert, WeightRole role, const float *x, std::int64_t rows, std::int64_t) override
+    {
+        if (block != m_block || role != m_role)
+            return true;
+        const auto it = m_stats.find(expert);
+        if (it == m_stats.end())
+            return true;
+        if (rows > 0)
+            it->second->add(x, rows);
+        return expert != m_stats.rbegin()->first;
+    }
+    bool wantsAllTokens(int block, int expert) const override { return allTokens && block == m_block && m_stats.count(expert); }
+    bool allTokens = false;
+
+private:
+    int m_block;
+    WeightRole m_role;
+    std::map<int, InputStatistics *> m_stats;
+};
+
 class Sink final : public ResultSink
 {
 public:
@@ -362,9 +393,9 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
             fb.setProgress(step++ / steps);
             if (fb.isCancelled())
                 return unexpected(fail(ErrorCode::Cancelled, QStringLiteral("compression cancelled")));
-            LayerGroup group;
-            group.block = block;
-            group.input = input;
+            // The layers reading this input; on MoE layers one group per expert (each expert sees
+            // only the tokens routed to it).
+            std::map<int, LayerGroup> groups; // by expert, -1 for dense layers
             for (const ResolvedLayer &l : plan->layers) {
                 if (l.block != block || inputOf(l.role) != input)
                     continue;
@@ -377,9 +408,12 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
                 t.cols = l.cols;
                 t.bias = work.weight(l.name + QStringLiteral(".bias")).data();
                 t.settings = l.settings;
+                LayerGroup &group = groups[l.expert];
+                group.block = block;
+                group.input = input;
                 group.layers.push_back(t);
             }
-            if (group.layers.empty())
+            if (groups.empty())
                 continue;
             // Where scales on this input can be folded.
             auto producer = [&](InputProducer::Kind kind, const QString &name) {
@@ -395,42 +429,95 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
                     p.offset = cfg.normOffset;
                 return p;
             };
-            if (input == WeightRole::LinearQ)
-                group.producer = producer(InputProducer::Kind::Norm, prefix + QStringLiteral("input_layernorm.weight"));
-            else if (input == WeightRole::LinearGate)
-                group.producer = producer(InputProducer::Kind::Norm, prefix + (cfg.sandwichNorms ? QStringLiteral("pre_feedforward_layernorm.weight")
-                                                                                                 : QStringLiteral("post_attention_layernorm.weight")));
-            else if (input == WeightRole::LinearDown)
-                group.producer = producer(InputProducer::Kind::Linear, prefix + QStringLiteral("mlp.up_proj.weight"));
-            else if (cfg.numKvHeads == cfg.numHeads && !cfg.attentionBias) // o's input channels are v's rows only without GQA
-                group.producer = producer(InputProducer::Kind::Linear, prefix + QStringLiteral("self_attn.v_proj.weight"));
-
-            bool groupNeedsCalibration = false;
-            for (const LayerTarget &t : group.layers)
-                groupNeedsCalibration = groupNeedsCalibration || plan->techniques.at(t.settings.technique)->needsCalibration();
-            std::unique_ptr<InputStatistics> stats;
-            if (groupNeedsCalibration) {
-                fb.setStatus(QStringLiteral("block %1: calibrating %2").arg(block).arg(QLatin1String(weightRoleName(input))));
-                stats = std::make_unique<InputStatistics>(group.layers.front().cols, true, 4096, recipe.calibration.seed);
-                CaptureHook hook(block, input, *stats);
-                std::vector<float> x;
-                for (const auto &h : hidden) {
-                    x.assign(h.begin(), h.end()); // the block runs in place; keep the input
-                    runBlockOn(block, x, &hook);
+            for (auto &[expert, group] : groups) {
+                if (expert >= 0) {
+                    // an expert's gate/up input comes from the norm the router and every expert
+                    // share: nothing to fold into; its down's input is its own up's output
+                    if (input == WeightRole::LinearDown)
+                        group.producer = producer(InputProducer::Kind::Linear, expertTensorName(cfg, block, expert, WeightRole::LinearUp));
+                } else if (input == WeightRole::LinearQ) {
+                    group.producer = producer(InputProducer::Kind::Norm, prefix + QStringLiteral("input_layernorm.weight"));
+                } else if (input == WeightRole::LinearGate) {
+                    group.producer = producer(InputProducer::Kind::Norm, prefix + (cfg.sandwichNorms ? QStringLiteral("pre_feedforward_layernorm.weight")
+                                                                                                     : QStringLiteral("post_attention_layernorm.weight")));
+                } else if (input == WeightRole::LinearDown) {
+                    group.producer = producer(InputProducer::Kind::Linear, prefix + QStringLiteral("mlp.up_proj.weight"));
+                } else if (cfg.numKvHeads == cfg.numHeads && !cfg.attentionBias) { // o's input channels are v's rows only without GQA
+                    group.producer = producer(InputProducer::Kind::Linear, prefix + QStringLiteral("self_attn.v_proj.weight"));
                 }
-                group.calibration = stats.get();
+            }
+
+            std::map<int, std::unique_ptr<InputStatistics>> stats;
+            for (auto &[expert, group] : groups) {
+                bool needs = false;
+                for (const LayerTarget &t : group.layers)
+                    needs = needs || plan->techniques.at(t.settings.technique)->needsCalibration();
+                if (needs)
+                    stats[expert] = std::make_unique<InputStatistics>(group.layers.front().cols, true, 4096, recipe.calibration.seed);
+            }
+            if (!stats.empty()) {
+                fb.setStatus(QStringLiteral("block %1: calibrating %2").arg(block).arg(QLatin1String(weightRoleName(input))));
+                auto runHook = [&](LinearInputHook *hook) {
+                    std::vector<float> x;
+                    for (const auto &h : hidden) {
+                        x.assign(h.begin(), h.end()); // the block runs in place; keep the input
+                        runBlockOn(block, x, hook);
+                    }
+                };
+                if (stats.count(-1)) {
+                    CaptureHook hook(block, input, *stats.at(-1));
+                    runHook(&hook);
+                } else {
+                    std::map<int, InputStatistics *> wanted;
+                    for (auto &[expert, st] : stats)
+                        wanted[expert] = st.get();
+                    ExpertCaptureHook hook(block, input, std::move(wanted));
+                    runHook(&hook);
+                    // Experts the router starved of calibration tokens: their statistics come from
+                    // every calibration token instead (as if all were routed to them), with a warning.
+                    std::int64_t routed = 0;
+                    for (auto &[expert, st] : stats)
+                        routed += st->tokens();
+                    const double mean = static_cast<double>(routed) / static_cast<double>(stats.size());
+                    std::map<int, InputStatistics *> starved;
+                    for (auto &[expert, st] : stats)
+                        if (st->tokens() < 32 || static_cast<double>(st->tokens()) < 0.1 * mean) {
+                            const QString w = QStringLiteral("block %1, expert %2 (%3): only %4 of %5 calibration tokens were routed to it "
+                                                             "(mean %6 per expert); its statistics are taken from all calibration tokens instead. "
+                                                             "Use more or more varied calibration text")
+                                                  .arg(block)
+                                                  .arg(expert)
+                                                  .arg(QLatin1String(weightRoleName(input)))
+                                                  .arg(st->tokens())
+                                                  .arg(result.calibrationTokens)
+                                                  .arg(mean, 0, 'f', 0);
+                            result.warnings.push_back(w);
+                            fb.log(QStringLiteral("warning: ") + w);
+                            st = std::make_unique<InputStatistics>(groups.at(expert).layers.front().cols, true, 4096, recipe.calibration.seed);
+                            starved[expert] = st.get();
+                        }
+                    if (!starved.empty()) {
+                        ExpertCaptureHook all(block, input, std::move(starved));
+                        all.allTokens = true;
+                        runHook(&all);
+                    }
+                }
+                for (auto &[expert, st] : stats)
+                    groups.at(expert).calibration = st.get();
             }
             fb.setStatus(QStringLiteral("block %1: compressing %2").arg(block).arg(QLatin1String(weightRoleName(input))));
-            std::vector<QString> used;
-            for (const LayerTarget &t : group.layers)
-                if (std::find(used.begin(), used.end(), t.settings.technique) == used.end())
-                    used.push_back(t.settings.technique);
-            for (const QString &id : used) {
-                TechniqueContext ctx{cfg, group, sink, fb};
-                if (auto ok = plan->techniques.at(id)->apply(ctx); !ok)
-                    return unexpected(std::move(ok.error()).forLayer(ok.error().layer.isEmpty() ? group.layers.front().name : ok.error().layer));
-                if (sink.m_error)
-                    return unexpected(*sink.m_error);
+            for (auto &[expert, group] : groups) {
+                std::vector<QString> used;
+                for (const LayerTarget &t : group.layers)
+                    if (std::find(used.begin(), used.end(), t.settings.technique) == used.end())
+                        used.push_back(t.settings.technique);
+                for (const QString &id : used) {
+                    TechniqueContext ctx{cfg, group, sink, fb};
+                    if (auto ok = plan->techniques.at(id)->apply(ctx); !ok)
+                        return unexpected(std::move(ok.error()).forLayer(ok.error().layer.isEmpty() ? group.layers.front().name : ok.error().layer));
+                    if (sink.m_error)
+                        return unexpected(*sink.m_error);
+                }
             }
         }
         // move the calibration activations through the compressed block

@@ -42,6 +42,7 @@ struct CompressionResult
     Recipe recipe;
     std::vector<CompressedLayerReport> layers;
     std::set<QString> modifiedTensors; // dense tensors changed by techniques (e.g. folded norms)
+    std::vector<QString> warnings;     // e.g. MoE experts that received too few calibration tokens
     std::int64_t calibrationSequences = 0;
     std::int64_t calibrationTokens = 0;
     double seconds = 0.0;

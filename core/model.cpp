@@ -43,8 +43,29 @@ const char *weightRoleName(WeightRole r)
     case WeightRole::PostAttnNorm: return "attn.post_norm";
     case WeightRole::PostMlpNorm: return "mlp.post_norm";
     case WeightRole::LmHead: return "lm_head";
+    case WeightRole::Router: return "mlp.router";
     }
     return "?";
+}
+
+QString routerTensorName(const ModelConfig &config, int block)
+{
+    return QStringLiteral("model.layers.%1.%2.gate.weight")
+        .arg(block)
+        .arg(config.architecture == Architecture::Mixtral ? QStringLiteral("block_sparse_moe") : QStringLiteral("mlp"));
+}
+
+QString expertTensorName(const ModelConfig &config, int block, int expert, WeightRole role)
+{
+    if (config.architecture == Architecture::Mixtral) // w1 = gate, w3 = up, w2 = down
+        return QStringLiteral("model.layers.%1.block_sparse_moe.experts.%2.%3.weight")
+            .arg(block)
+            .arg(expert)
+            .arg(role == WeightRole::LinearGate ? QStringLiteral("w1") : role == WeightRole::LinearUp ? QStringLiteral("w3") : QStringLiteral("w2"));
+    return QStringLiteral("model.layers.%1.mlp.experts.%2.%3.weight")
+        .arg(block)
+        .arg(expert)
+        .arg(role == WeightRole::LinearGate ? QStringLiteral("gate_proj") : role == WeightRole::LinearUp ? QStringLiteral("up_proj") : QStringLiteral("down_proj"));
 }
 
 bool isLinearRole(WeightRole r)
@@ -403,8 +424,11 @@ std::shared_ptr<Model> Model::workingCopy() const
     for (const BlockWeights &b : m_blocks) {
         BlockWeights c = b;
         for (MatrixView *v : {&c.attnNorm, &c.q, &c.k, &c.v, &c.o, &c.qBias, &c.kBias, &c.vBias, &c.oBias, &c.mlpNorm,
-                              &c.gate, &c.up, &c.down, &c.gateBias, &c.upBias, &c.downBias, &c.qNorm, &c.kNorm, &c.postAttnNorm, &c.postMlpNorm})
+                              &c.gate, &c.up, &c.down, &c.gateBias, &c.upBias, &c.downBias, &c.qNorm, &c.kNorm, &c.postAttnNorm, &c.postMlpNorm, &c.router})
             *v = map(*v);
+        for (ExpertWeights &e : c.experts)
+            for (MatrixView *v : {&e.gate, &e.up, &e.down})
+                *v = map(*v);
         m->m_blocks.push_back(c);
     }
     return m;
@@ -1015,6 +1039,7 @@ Expected<void> Model::bindAll(Feedback *feedback)
         }
         const QString p = QStringLiteral("model.layers.%1.").arg(i);
         BlockWeights &b = m->m_blocks[static_cast<std::size_t>(i)];
+        const bool moe = c.isMoeLayer(i);
         struct Spec
         {
             MatrixView *out;
@@ -1039,9 +1064,9 @@ Expected<void> Model::bindAll(Feedback *feedback)
             {&b.postAttnNorm, "post_attention_layernorm.weight", WeightRole::PostAttnNorm, {h}, c.sandwichNorms},
             {&b.mlpNorm, c.sandwichNorms ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight", WeightRole::MlpNorm, {h}, true},
             {&b.postMlpNorm, "post_feedforward_layernorm.weight", WeightRole::PostMlpNorm, {h}, c.sandwichNorms},
-            {&b.gate, "mlp.gate_proj.weight", WeightRole::LinearGate, {inter, h}, true},
-            {&b.up, "mlp.up_proj.weight", WeightRole::LinearUp, {inter, h}, true},
-            {&b.down, "mlp.down_proj.weight", WeightRole::LinearDown, {h, inter}, true},
+            {&b.gate, "mlp.gate_proj.weight", WeightRole::LinearGate, {inter, h}, !moe},
+            {&b.up, "mlp.up_proj.weight", WeightRole::LinearUp, {inter, h}, !moe},
+            {&b.down, "mlp.down_proj.weight", WeightRole::LinearDown, {h, inter}, !moe},
             {&b.gateBias, "mlp.gate_proj.bias", WeightRole::BiasGate, {inter}, c.mlpBias},
             {&b.upBias, "mlp.up_proj.bias", WeightRole::BiasUp, {inter}, c.mlpBias},
             {&b.downBias, "mlp.down_proj.bias", WeightRole::BiasDown, {h}, c.mlpBias},
@@ -1078,6 +1103,28 @@ Expected<void> Model::bindAll(Feedback *feedback)
             if (!view)
                 return unexpected(std::move(view.error()).forLayer(QStringLiteral("block %1").arg(i)));
             *s.out = *view;
+        }
+        if (moe) { // the router and the experts
+            auto router = m->bind(routerTensorName(c, i), WeightRole::Router, i, {c.numExperts, h}, false);
+            if (!router)
+                return unexpected(std::move(router.error()).forLayer(QStringLiteral("block %1").arg(i)));
+            b.router = *router;
+            const std::int64_t mi = c.moeIntermediateSize;
+            b.experts.resize(static_cast<std::size_t>(c.numExperts));
+            for (int e = 0; e < c.numExperts; ++e) {
+                ExpertWeights &ew = b.experts[static_cast<std::size_t>(e)];
+                for (auto [out, role, shape] : {std::tuple{&ew.gate, WeightRole::LinearGate, std::vector<std::int64_t>{mi, h}},
+                                                std::tuple{&ew.up, WeightRole::LinearUp, std::vector<std::int64_t>{mi, h}},
+                                                std::tuple{&ew.down, WeightRole::LinearDown, std::vector<std::int64_t>{h, mi}}}) {
+                    const QString name = expertTensorName(c, i, e, role);
+                    auto view = m->bind(name, role, i, shape, false);
+                    if (!view)
+                        return unexpected(std::move(view.error()).forLayer(QStringLiteral("block %1, expert %2").arg(i).arg(e)));
+                    *out = *view;
+                    if (!m->m_weights.empty() && m->m_weights.back().name == name)
+                        m->m_weights.back().expert = e;
+                }
+            }
         }
     }
     auto norm = m->bind(QStringLiteral("model.norm.weight"), WeightRole::FinalNorm, -1, {h}, false);

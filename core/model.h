@@ -55,9 +55,16 @@ enum class WeightRole {
     KNorm, // and each key head
     PostAttnNorm, // Gemma: RMSNorm of the attention output (post_attention_layernorm)
     PostMlpNorm,  // Gemma: RMSNorm of the MLP output (post_feedforward_layernorm)
+    Router,       // MoE: the router's [experts, hidden] matrix (kept as stored; not compressed)
 };
 
 const char *weightRoleName(WeightRole r);
+// MoE checkpoint names: the router of block `block` ("model.layers.3.block_sparse_moe.gate.weight"
+// for Mixtral, "model.layers.3.mlp.gate.weight" for Qwen3-MoE) and the gate/up/down of an expert
+// ("...experts.5.w1.weight" / "...experts.5.gate_proj.weight"; role LinearGate, LinearUp or
+// LinearDown).
+QString routerTensorName(const ModelConfig &config, int block);
+QString expertTensorName(const ModelConfig &config, int block, int expert, WeightRole role);
 // "q4 g128", "q3 g64 sym", "q8 per-channel", "w8a8"
 QString quantFormatName(const QuantFormat &format, Execution execution); // "attn.q", "mlp.gate", "embedding", ...
 bool isLinearRole(WeightRole r);
@@ -67,6 +74,7 @@ struct WeightInfo
     QString name;    // tensor name in the checkpoint, e.g. "model.layers.0.self_attn.q_proj.weight"
     WeightRole role = WeightRole::Embedding;
     int block = -1;  // transformer block index, -1 for embeddings / final norm / head
+    int expert = -1; // MoE: the expert a gate/up/down belongs to, -1 otherwise
     std::vector<std::int64_t> shape;
     DType storedType = DType::F32;
     std::int64_t parameters = 0;
@@ -149,10 +157,18 @@ struct MatrixView
     std::vector<std::byte> toBytes(DType t) const;
 };
 
+// One expert of a mixture-of-experts MLP: a SwiGLU MLP.
+struct ExpertWeights
+{
+    MatrixView gate, up, down;
+};
+
 struct BlockWeights
 {
     MatrixView attnNorm, q, k, v, o, qBias, kBias, vBias, oBias;
-    MatrixView mlpNorm, gate, up, down, gateBias, upBias, downBias;
+    MatrixView mlpNorm, gate, up, down, gateBias, upBias, downBias; // gate/up/down empty on MoE layers
+    MatrixView router;                  // MoE layers: [experts, hidden], else empty
+    std::vector<ExpertWeights> experts; // MoE layers, else empty
     MatrixView qNorm, kNorm; // [head_dim] each (Qwen3, Gemma 3), else empty
     MatrixView postAttnNorm, postMlpNorm; // Gemma's sandwich norms, else empty
 };

@@ -22,6 +22,8 @@ QString architectureName(Architecture a)
     case Architecture::Gemma2: return QStringLiteral("Gemma2ForCausalLM");
     case Architecture::Gemma3: return QStringLiteral("Gemma3ForCausalLM");
     case Architecture::Phi3: return QStringLiteral("Phi3ForCausalLM");
+    case Architecture::Mixtral: return QStringLiteral("MixtralForCausalLM");
+    case Architecture::Qwen3Moe: return QStringLiteral("Qwen3MoeForCausalLM");
     }
     return {};
 }
@@ -183,6 +185,10 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
     else if (c.architectureName == QLatin1String("Gemma3ForCausalLM")
              || (c.architectureName.isEmpty() && c.modelType == QLatin1String("gemma3_text")))
         c.architecture = Architecture::Gemma3;
+    else if (c.architectureName == QLatin1String("MixtralForCausalLM") || (c.architectureName.isEmpty() && c.modelType == QLatin1String("mixtral")))
+        c.architecture = Architecture::Mixtral;
+    else if (c.architectureName == QLatin1String("Qwen3MoeForCausalLM") || (c.architectureName.isEmpty() && c.modelType == QLatin1String("qwen3_moe")))
+        c.architecture = Architecture::Qwen3Moe;
     else
         return unexpected(fail(ErrorCode::Unsupported,
                                QStringLiteral("unsupported architecture '%1'")
@@ -190,7 +196,7 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
                               .inFile(path)
                               .forParameter(QStringLiteral("architectures"))
                               .withHint(QStringLiteral("supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-                                                         "Gemma2ForCausalLM, Gemma3ForCausalLM (text), Phi3ForCausalLM")));
+                                                         "Gemma2ForCausalLM, Gemma3ForCausalLM (text), Phi3ForCausalLM, MixtralForCausalLM, Qwen3MoeForCausalLM")));
     if (c.architectureName.isEmpty())
         c.architectureName = bitsmith::core::architectureName(c.architecture);
 
@@ -280,7 +286,7 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
                                   .withHint(QStringLiteral("Bitsmith runs causal decoders")));
     } else if (c.architecture == Architecture::Qwen2) {
         c.attentionBias = true; // Qwen2 always has q/k/v biases and no o_proj bias
-    } else if (c.architecture == Architecture::Qwen3) {
+    } else if (c.architecture == Architecture::Qwen3 || c.architecture == Architecture::Qwen3Moe) {
         c.qkNorm = true; // q_norm / k_norm over each head
         c.attentionBias = o.value(QLatin1String("attention_bias")).toBool(false);
         c.outputBias = c.attentionBias; // Qwen3's attention_bias covers o_proj too
@@ -290,7 +296,7 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
         c.mlpBias = o.value(QLatin1String("mlp_bias")).toBool(false);
     }
     const QJsonValue sw = o.value(QLatin1String("sliding_window"));
-    const bool useSw = c.architecture == Architecture::Mistral || c.architecture == Architecture::Phi3 || gemma
+    const bool useSw = c.architecture == Architecture::Mistral || c.architecture == Architecture::Mixtral || c.architecture == Architecture::Phi3 || gemma
                        || o.value(QLatin1String("use_sliding_window")).toBool(false);
     if (useSw && sw.isDouble() && sw.toInt() > 0)
         c.slidingWindow = sw.toInt();
@@ -314,14 +320,15 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
         }
         // transformers gives sliding layers their window only when the config has one
         if (c.slidingWindow <= 0 && sw.isDouble() && sw.toInt() > 0 && c.architecture != Architecture::Qwen2
-            && c.architecture != Architecture::Qwen3)
+            && c.architecture != Architecture::Qwen3 && c.architecture != Architecture::Qwen3Moe)
             c.slidingWindow = sw.toInt();
     } else if (gemma) {
         // Gemma 2 alternates (even layers slide); Gemma 3 slides except every sliding_window_pattern-th
         const int pattern = c.architecture == Architecture::Gemma2 ? 2 : o.value(QLatin1String("sliding_window_pattern")).toInt(6);
         for (int l = 0; l < c.numLayers; ++l)
             c.slidingLayers.push_back((l + 1) % std::max(pattern, 1) != 0);
-    } else if (c.slidingWindow > 0 && (c.architecture == Architecture::Qwen2 || c.architecture == Architecture::Qwen3)) {
+    } else if (c.slidingWindow > 0 && (c.architecture == Architecture::Qwen2 || c.architecture == Architecture::Qwen3
+                                         || c.architecture == Architecture::Qwen3Moe)) {
         const int first = o.value(QLatin1String("max_window_layers")).toInt(c.numLayers);
         for (int l = 0; l < c.numLayers; ++l)
             c.slidingLayers.push_back(l >= first);
@@ -348,6 +355,40 @@ Expected<ModelConfig> ModelConfig::fromJson(const QByteArray &json, const QStrin
                            .arg(c.numHeads)
                            .arg(c.numKvHeads),
                        "num_key_value_heads");
+    if (c.architecture == Architecture::Mixtral || c.architecture == Architecture::Qwen3Moe) {
+        const bool mixtral = c.architecture == Architecture::Mixtral;
+        // Mixtral writes num_local_experts; Qwen3-MoE wrote num_experts until transformers 5, which
+        // writes num_local_experts for both.
+        const char *expertsKey = (mixtral || !o.contains(QStringLiteral("num_experts"))) ? "num_local_experts" : "num_experts";
+        if (auto r = requireInt(expertsKey, c.numExperts); !r)
+            return unexpected(r.error());
+        if (auto r = requireInt("num_experts_per_tok", c.expertsPerToken); !r)
+            return unexpected(r.error());
+        if (c.expertsPerToken > c.numExperts)
+            return invalid(QStringLiteral("num_experts_per_tok (%1) exceeds %2 (%3)").arg(c.expertsPerToken).arg(QLatin1String(expertsKey)).arg(c.numExperts),
+                           "num_experts_per_tok");
+        if (mixtral) {
+            c.moeIntermediateSize = c.intermediateSize;
+            c.normTopkProb = true; // Mixtral always renormalizes the top-k weights
+            c.moeLayers.assign(static_cast<std::size_t>(c.numLayers), true);
+        } else {
+            if (auto r = requireInt("moe_intermediate_size", c.moeIntermediateSize); !r)
+                return unexpected(r.error());
+            c.normTopkProb = o.value(QLatin1String("norm_topk_prob")).toBool(false);
+            const int step = o.value(QLatin1String("decoder_sparse_step")).toInt(1);
+            if (step <= 0)
+                return invalid(QStringLiteral("decoder_sparse_step must be positive"), "decoder_sparse_step");
+            std::vector<bool> mlpOnly(static_cast<std::size_t>(c.numLayers));
+            for (const QJsonValue &v : o.value(QLatin1String("mlp_only_layers")).toArray())
+                if (v.toInt(-1) >= 0 && v.toInt() < c.numLayers)
+                    mlpOnly[static_cast<std::size_t>(v.toInt())] = true;
+            for (int l = 0; l < c.numLayers; ++l) // transformers' Qwen3MoeDecoderLayer rule
+                c.moeLayers.push_back(!mlpOnly[static_cast<std::size_t>(l)] && (l + 1) % step == 0);
+        }
+        if (o.value(QLatin1String("router_jitter_noise")).toDouble(0.0) != 0.0) {
+            // jitter applies in training only; nothing to do at inference
+        }
+    }
     if (c.headDim <= 0 || c.headDim % 2 != 0)
         return invalid(QStringLiteral("head_dim %1 must be positive and even").arg(c.headDim), "head_dim");
     if (c.maxPositions <= 0)
@@ -361,14 +402,26 @@ qint64 ModelConfig::parameterCount() const
 {
     const qint64 h = hiddenSize, i = intermediateSize, v = vocabSize;
     const qint64 q = static_cast<qint64>(numHeads) * headDim, kv = static_cast<qint64>(numKvHeads) * headDim;
-    qint64 block = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
+    qint64 block = h * q + 2 * h * kv + q * h + 2 * h;
     if (attentionBias)
         block += q + 2 * kv;
     if (outputBias)
         block += h;
-    if (mlpBias)
-        block += 2 * i + h;
-    return v * h * (tieWordEmbeddings ? 1 : 2) + numLayers * block + h;
+    if (qkNorm)
+        block += 2 * headDim;
+    if (sandwichNorms)
+        block += 2 * h;
+    qint64 total = v * h * (tieWordEmbeddings ? 1 : 2) + numLayers * block + h;
+    for (int l = 0; l < numLayers; ++l) {
+        if (isMoeLayer(l)) {
+            total += static_cast<qint64>(numExperts) * 3 * h * moeIntermediateSize + numExperts * h; // experts + router
+        } else {
+            total += 3 * h * i;
+            if (mlpBias)
+                total += 2 * i + h;
+        }
+    }
+    return total;
 }
 
 } // namespace bitsmith::core

@@ -1,6 +1,7 @@
 // modelconfig.h: the parts of a Hugging Face config.json that the runtime needs, validated.
-// Supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, with every
-// rope type of rope.h, in the transformers 4.x and 5.x spellings.
+// Supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2/3,
+// Phi3, and the mixture-of-experts MixtralForCausalLM and Qwen3MoeForCausalLM, with every rope type
+// of rope.h, in the transformers 4.x and 5.x spellings.
 #pragma once
 
 #include "error.h"
@@ -13,7 +14,7 @@
 
 namespace bitsmith::core {
 
-enum class Architecture { Llama, Mistral, Qwen2, Qwen3, Gemma2, Gemma3, Phi3 };
+enum class Architecture { Llama, Mistral, Qwen2, Qwen3, Gemma2, Gemma3, Phi3, Mixtral, Qwen3Moe };
 
 enum class Activation { Silu, GeluTanh }; // the MLP gate: SwiGLU, or GeGLU with tanh-GELU (Gemma)
 
@@ -58,6 +59,20 @@ struct ModelConfig
     // Per layer: whether it attends through the sliding window (layer_types "sliding_attention",
     // or Qwen's max_window_layers rule). Empty: every layer does when slidingWindow > 0.
     std::vector<bool> slidingLayers;
+    // Mixture of experts (Mixtral, Qwen3-MoE): the MLP of a MoE layer is numExperts SwiGLU
+    // experts of width moeIntermediateSize and a router (softmax over the experts, the top
+    // expertsPerToken kept, renormalized when normTopkProb). Qwen3-MoE keeps a dense MLP of
+    // intermediateSize on the layers moeLayers says false (mlp_only_layers, decoder_sparse_step).
+    int numExperts = 0; // 0: a dense model
+    int expertsPerToken = 0;
+    int moeIntermediateSize = 0;
+    bool normTopkProb = true;
+    std::vector<bool> moeLayers; // per layer, when numExperts > 0
+    bool isMoe() const { return numExperts > 0; }
+    bool isMoeLayer(int layer) const
+    {
+        return numExperts > 0 && layer >= 0 && layer < static_cast<int>(moeLayers.size()) && moeLayers[static_cast<std::size_t>(layer)];
+    }
     int bosTokenId = -1;
     int eosTokenId = -1;
     QString torchDtype; // "bfloat16", "float32", ... (informational)

@@ -314,6 +314,7 @@ std::vector<ResolvedLayer> linearLayers(const Model &model)
         l.name = w.name.endsWith(QLatin1String(".weight")) ? w.name.chopped(7) : w.name;
         l.role = w.role;
         l.block = w.block;
+        l.expert = w.expert;
         l.rows = w.shape.size() == 2 ? w.shape[0] : 1;
         l.cols = w.shape.back();
         out.push_back(l);

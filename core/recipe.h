@@ -92,6 +92,7 @@ struct ResolvedLayer
     QString tensor; // "model.layers.0.self_attn.q_proj.weight"
     WeightRole role = WeightRole::LinearQ;
     int block = -1;
+    int expert = -1; // MoE: the expert of a gate/up/down, -1 otherwise
     std::int64_t rows = 0;
     std::int64_t cols = 0;
     LayerSettings settings;

@@ -53,22 +53,47 @@ int inputGroup(WeightRole role)
     }
 }
 
+// Where an input's statistics are kept: [block * 4 + input group] for dense linears, then two per
+// expert of MoE layers (gate/up, down).
+std::size_t statsIndex(const ModelConfig &c, int block, int expert, WeightRole role)
+{
+    if (expert < 0)
+        return static_cast<std::size_t>(block * kInputGroups + inputGroup(role));
+    return static_cast<std::size_t>(c.numLayers * kInputGroups + (block * c.numExperts + expert) * 2
+                                    + (role == WeightRole::LinearDown ? 1 : 0));
+}
+std::size_t statsCount(const ModelConfig &c)
+{
+    return static_cast<std::size_t>(c.numLayers * kInputGroups + c.numLayers * c.numExperts * 2);
+}
+
 class StatisticsHook final : public LinearInputHook
 {
 public:
-    StatisticsHook(std::vector<std::unique_ptr<InputStatistics>> &stats, bool withHessian)
-        : m_stats(stats), m_withHessian(withHessian)
+    StatisticsHook(const ModelConfig &config, std::vector<std::unique_ptr<InputStatistics>> &stats, bool withHessian)
+        : m_config(config), m_stats(stats), m_withHessian(withHessian)
     {}
     bool onLinearInput(int block, WeightRole role, const float *x, std::int64_t rows, std::int64_t cols) override
     {
-        auto &s = m_stats[static_cast<std::size_t>(block * kInputGroups + inputGroup(role))];
-        if (!s)
-            s = std::make_unique<InputStatistics>(cols, m_withHessian, 0);
-        s->add(x, rows);
+        add(statsIndex(m_config, block, -1, role), x, rows, cols);
+        return true;
+    }
+    bool onExpertInput(int block, int expert, WeightRole role, const float *x, std::int64_t rows, std::int64_t cols) override
+    {
+        add(statsIndex(m_config, block, expert, role), x, rows, cols);
         return true;
     }
 
 private:
+    void add(std::size_t index, const float *x, std::int64_t rows, std::int64_t cols)
+    {
+        auto &s = m_stats[index];
+        if (!s)
+            s = std::make_unique<InputStatistics>(cols, m_withHessian, 0);
+        if (rows > 0)
+            s->add(x, rows);
+    }
+    const ModelConfig &m_config;
     std::vector<std::unique_ptr<InputStatistics>> &m_stats;
     bool m_withHessian;
 };
@@ -100,20 +125,31 @@ private:
 class OneInputHook final : public LinearInputHook
 {
 public:
-    OneInputHook(int block, int group) : m_block(block), m_group(group) {}
+    OneInputHook(int block, int expert, int group) : m_block(block), m_expert(expert), m_group(group) {}
     std::unique_ptr<InputStatistics> stats;
     bool onLinearInput(int block, WeightRole role, const float *x, std::int64_t rows, std::int64_t cols) override
     {
-        if (block != m_block || inputGroup(role) != m_group)
+        if (m_expert >= 0 || block != m_block || inputGroup(role) != m_group)
             return true;
-        if (!stats)
-            stats = std::make_unique<InputStatistics>(cols, true, 0);
-        stats->add(x, rows);
-        return false;
+        return take(x, rows, cols);
+    }
+    bool onExpertInput(int block, int expert, WeightRole role, const float *x, std::int64_t rows, std::int64_t cols) override
+    {
+        if (block != m_block || expert != m_expert || inputGroup(role) != m_group)
+            return true;
+        return take(x, rows, cols);
     }
 
 private:
-    int m_block, m_group;
+    bool take(const float *x, std::int64_t rows, std::int64_t cols)
+    {
+        if (!stats)
+            stats = std::make_unique<InputStatistics>(cols, true, 0);
+        if (rows > 0)
+            stats->add(x, rows);
+        return false;
+    }
+    int m_block, m_expert, m_group;
 };
 
 // out[t, rows] += in[t, cols] · Δᵀ, Δ [rows, cols] row-major.
@@ -404,22 +440,34 @@ Expected<std::unique_ptr<SensitivityAnalysis>> SensitivityAnalysis::create(std::
     a->m_options = options;
     // Every linear runs on oneDNN over the original weights, wrapped to take a weight change.
     std::vector<BlockKernels> kernels;
-    std::map<std::pair<int, WeightRole>, DeltaLinear *> byRole;
+    std::map<std::tuple<int, WeightRole, int>, DeltaLinear *> byRole; // block, role, expert
     for (int b = 0; b < model->config().numLayers; ++b) {
         const BlockWeights &bw = model->blocks()[static_cast<std::size_t>(b)];
         BlockKernels k;
-        auto wrap = [&](WeightRole role, const MatrixView &w, const MatrixView &bias) {
+        auto wrap = [&](WeightRole role, const MatrixView &w, const MatrixView &bias, int expert = -1) {
             auto d = std::make_unique<DeltaLinear>(makeDenseLinear(w, bias, LinearBackend::OneDnn), w.rows, w.cols);
-            byRole[{b, role}] = d.get();
+            byRole[{b, role, expert}] = d.get();
             return d;
         };
         k.q = wrap(WeightRole::LinearQ, bw.q, bw.qBias);
         k.k = wrap(WeightRole::LinearK, bw.k, bw.kBias);
         k.v = wrap(WeightRole::LinearV, bw.v, bw.vBias);
         k.o = wrap(WeightRole::LinearO, bw.o, bw.oBias);
-        k.gate = wrap(WeightRole::LinearGate, bw.gate, bw.gateBias);
-        k.up = wrap(WeightRole::LinearUp, bw.up, bw.upBias);
-        k.down = wrap(WeightRole::LinearDown, bw.down, bw.downBias);
+        if (bw.experts.empty()) {
+            k.gate = wrap(WeightRole::LinearGate, bw.gate, bw.gateBias);
+            k.up = wrap(WeightRole::LinearUp, bw.up, bw.upBias);
+            k.down = wrap(WeightRole::LinearDown, bw.down, bw.downBias);
+        } else {
+            k.router = makeDenseLinear(bw.router, {}, LinearBackend::Eigen);
+            for (int e = 0; e < static_cast<int>(bw.experts.size()); ++e) {
+                const ExpertWeights &ew = bw.experts[static_cast<std::size_t>(e)];
+                ExpertKernels ek;
+                ek.gate = wrap(WeightRole::LinearGate, ew.gate, {}, e);
+                ek.up = wrap(WeightRole::LinearUp, ew.up, {}, e);
+                ek.down = wrap(WeightRole::LinearDown, ew.down, {}, e);
+                k.experts.push_back(std::move(ek));
+            }
+        }
         kernels.push_back(std::move(k));
     }
     a->m_fast = std::make_unique<Transformer>(model, std::move(kernels),
@@ -427,10 +475,10 @@ Expected<std::unique_ptr<SensitivityAnalysis>> SensitivityAnalysis::create(std::
     for (const ResolvedLayer &l : linearLayers(*model)) {
         if (l.role == WeightRole::LmHead || l.block < 0)
             continue;
-        const auto it = byRole.find({l.block, l.role});
+        const auto it = byRole.find({l.block, l.role, l.expert});
         if (it == byRole.end())
             continue;
-        a->m_layers.push_back({l.name, l.tensor, l.role, l.block, l.rows, l.cols, it->second});
+        a->m_layers.push_back({l.name, l.tensor, l.role, l.block, l.expert, l.rows, l.cols, it->second});
     }
     for (int w = 0; w < options.windows; ++w)
         a->m_windows.emplace_back(evalTokens.begin() + static_cast<std::ptrdiff_t>(w) * options.ctx,
@@ -495,7 +543,7 @@ Expected<std::unique_ptr<SensitivityAnalysis>> SensitivityAnalysis::create(std::
     a->m_baseLoss = nll / static_cast<double>(positions);
 
     // Calibration statistics of the original model.
-    a->m_stats.resize(static_cast<std::size_t>(blocks * kInputGroups));
+    a->m_stats.resize(statsCount(config));
     if (calibTokens.size() >= 2) {
         auto seqs = makeCalibrationSequences(calibTokens, options.calibSequences,
                                              std::min(options.calibLength, config.maxPositions), options.seed);
@@ -510,7 +558,7 @@ Expected<std::unique_ptr<SensitivityAnalysis>> SensitivityAnalysis::create(std::
         bool budgetSet = false;
         const qint64 budget = qEnvironmentVariableIntValue("BITSMITH_HESSIAN_BUDGET_BYTES", &budgetSet); // tests
         a->m_lazyHessians = hessianBytes > (budgetSet ? budget : (std::int64_t(1) << 30));
-        StatisticsHook statsHook(a->m_stats, !a->m_lazyHessians);
+        StatisticsHook statsHook(config, a->m_stats, !a->m_lazyHessians);
         a->m_calibSequences = *seqs;
         for (const auto &seq : *seqs) {
             if (feedback && feedback->isCancelled())
@@ -525,9 +573,9 @@ Expected<std::unique_ptr<SensitivityAnalysis>> SensitivityAnalysis::create(std::
     return a;
 }
 
-Expected<std::shared_ptr<const InputStatistics>> SensitivityAnalysis::hessianStats(int block, WeightRole role) const
+Expected<std::shared_ptr<const InputStatistics>> SensitivityAnalysis::hessianStats(int block, int expert, WeightRole role) const
 {
-    const auto index = static_cast<std::size_t>(block * kInputGroups + inputGroup(role));
+    const auto index = statsIndex(m_original->config(), block, expert, role);
     const InputStatistics *kept = m_stats[index].get();
     if (!kept)
         return std::shared_ptr<const InputStatistics>();
@@ -537,7 +585,7 @@ Expected<std::shared_ptr<const InputStatistics>> SensitivityAnalysis::hessianSta
     if (m_lazyIndex == static_cast<int>(index) && m_lazyStats)
         return std::shared_ptr<const InputStatistics>(m_lazyStats);
     m_lazyStats.reset(); // one input's Hessian at a time
-    OneInputHook hook(block, inputGroup(role));
+    OneInputHook hook(block, expert, inputGroup(role));
     for (const auto &seq : m_calibSequences) {
         KVCache c = m_fast->makeCache(static_cast<int>(seq.size()));
         std::vector<float> out;
@@ -559,7 +607,7 @@ Expected<QuantizedTensor> SensitivityAnalysis::quantize(int layer, const Sensiti
     if (setting.technique == QLatin1String("rtn"))
         return quantizeRtn(w, setting.format);
     if (setting.technique == QLatin1String("gptq")) {
-        auto s = hessianStats(l.block, l.role);
+        auto s = hessianStats(l.block, l.expert, l.role);
         if (!s)
             return unexpected(s.error());
         if (!*s)
@@ -590,7 +638,7 @@ Expected<SensitivityAnalysis::Compressed> SensitivityAnalysis::compress(int laye
         out.bytes = static_cast<double>(q->storageBits()) / 8.0;
         return out;
     }
-    auto statsOr = hessianStats(l.block, l.role);
+    auto statsOr = hessianStats(l.block, l.expert, l.role);
     if (!statsOr)
         return unexpected(statsOr.error());
     const std::shared_ptr<const InputStatistics> stats = *statsOr;
@@ -740,8 +788,11 @@ Expected<LayerMeasurement> SensitivityAnalysis::measure(int layer, const float *
             const auto at = static_cast<std::ptrdiff_t>(w * windowFloats);
             // Gemma's sandwich norms normalize o's and down's outputs before the residual add, so
             // their ΔW does not add linearly: restart the block (o) or its MLP half (down) instead.
+            // An expert's change reaches the output through the routing weights of its tokens:
+            // its MLP half is rerun (gate/up and down alike).
             const bool sandwich = m_original->config().sandwichNorms;
-            const WeightRole role = !sandwich                           ? l.role
+            const WeightRole role = l.expert >= 0                       ? WeightRole::LinearGate
+                                  : !sandwich                           ? l.role
                                   : l.role == WeightRole::LinearO    ? WeightRole::LinearQ
                                   : l.role == WeightRole::LinearDown ? WeightRole::LinearGate
                                                                      : l.role;
@@ -873,7 +924,7 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
         r.parameters.push_back(l.rows * l.cols);
         std::vector<float> wBuf;
         const MatrixView w = layerValues(*m_original, l.tensor, wBuf);
-        const auto &stats = m_stats[static_cast<std::size_t>(l.block * kInputGroups + inputGroup(l.role))];
+        const auto &stats = m_stats[statsIndex(m_original->config(), l.block, l.expert, l.role)];
         Eigen::VectorXd diagH;
         if (stats) // H = (2/n) Σ x xᵀ: its diagonal is twice the mean square
             diagH = m_lazyHessians ? Eigen::VectorXd(2.0 * Eigen::Map<const Eigen::VectorXd>(stats->meanSquare().data(), l.cols))
@@ -980,7 +1031,7 @@ Expected<SensitivityResult> SensitivityAnalysis::run(const std::vector<Sensitivi
             const int lastBlock = m_original->config().numLayers - 1;
             for (const auto &[block, group] : {std::pair{0, 0}, std::pair{lastBlock, 3}}) {
                 const auto tc = Clock::now();
-                OneInputHook hook(block, group);
+                OneInputHook hook(block, -1, group);
                 for (const auto &seq : m_calibSequences) {
                     KVCache c = m_fast->makeCache(static_cast<int>(seq.size()));
                     std::vector<float> out;

@@ -211,6 +211,7 @@ private:
         QString tensor;
         WeightRole role = WeightRole::LinearQ;
         int block = 0;
+        int expert = -1;
         std::int64_t rows = 0;
         std::int64_t cols = 0;
         DeltaLinear *kernel = nullptr; // its kernel in m_fast
@@ -235,7 +236,7 @@ private:
     std::vector<double> m_baseLse;                 // per scored position: log Σ exp(z)
     std::vector<float> m_baseProbSum;              // per scored position: Σ p in f32 (≈ 1)
     std::vector<std::vector<std::int32_t>> m_calibSequences;
-    std::vector<std::unique_ptr<InputStatistics>> m_stats; // [block * 4 + input group]
+    std::vector<std::unique_ptr<InputStatistics>> m_stats; // [block * 4 + input group], then 2 per expert (statsIndex)
     // Large models keep only per-channel statistics for all blocks (full Hessians of every block
     // would not fit); the Hessian a GPTQ/SparseGPT candidate needs is then gathered for its input
     // when asked, one input at a time (the last one kept).
@@ -244,7 +245,7 @@ private:
     mutable int m_lazyIndex = -1;
     mutable std::shared_ptr<InputStatistics> m_lazyStats;
     // Statistics with the Hessian for the layer's input (null without calibration text).
-    Expected<std::shared_ptr<const InputStatistics>> hessianStats(int block, WeightRole role) const;
+    Expected<std::shared_ptr<const InputStatistics>> hessianStats(int block, int expert, WeightRole role) const;
     double m_baseLoss = 0;
     double m_setupSeconds = 0;
 };

@@ -11,6 +11,7 @@
 #include <Eigen/Core>
 
 #include <cmath>
+#include <algorithm>
 #include <map>
 #include <limits>
 
@@ -79,9 +80,23 @@ Transformer::Transformer(std::shared_ptr<const Model> model, LinearBackend backe
         k.k = kernel(p + QStringLiteral("self_attn.k_proj.weight"), b.k, b.kBias);
         k.v = kernel(p + QStringLiteral("self_attn.v_proj.weight"), b.v, b.vBias);
         k.o = kernel(p + QStringLiteral("self_attn.o_proj.weight"), b.o, b.oBias);
-        k.gate = kernel(p + QStringLiteral("mlp.gate_proj.weight"), b.gate, b.gateBias);
-        k.up = kernel(p + QStringLiteral("mlp.up_proj.weight"), b.up, b.upBias);
-        k.down = kernel(p + QStringLiteral("mlp.down_proj.weight"), b.down, b.downBias);
+        if (b.experts.empty()) {
+            k.gate = kernel(p + QStringLiteral("mlp.gate_proj.weight"), b.gate, b.gateBias);
+            k.up = kernel(p + QStringLiteral("mlp.up_proj.weight"), b.up, b.upBias);
+            k.down = kernel(p + QStringLiteral("mlp.down_proj.weight"), b.down, b.downBias);
+        } else {
+            const int layer = i - 1;
+            const ModelConfig &c = m_model->config();
+            k.router = makeDenseLinear(b.router, {}, LinearBackend::Eigen); // tiny: [experts, hidden]
+            for (int e = 0; e < static_cast<int>(b.experts.size()); ++e) {
+                const ExpertWeights &ew = b.experts[static_cast<std::size_t>(e)];
+                ExpertKernels ek;
+                ek.gate = kernel(expertTensorName(c, layer, e, WeightRole::LinearGate), ew.gate, {});
+                ek.up = kernel(expertTensorName(c, layer, e, WeightRole::LinearUp), ew.up, {});
+                ek.down = kernel(expertTensorName(c, layer, e, WeightRole::LinearDown), ew.down, {});
+                k.experts.push_back(std::move(ek));
+            }
+        }
         m_blocks.push_back(std::move(k));
     }
     m_head = kernel(QStringLiteral("lm_head.weight"), m_model->lmHead(), {});
@@ -316,6 +331,122 @@ bool Transformer::runAttention(int layer, float *x, std::int64_t t, KVCache &cac
     return true;
 }
 
+namespace {
+
+// gate <- act(gate) * up, elementwise (SwiGLU, or GeGLU with PyTorch's tanh GELU).
+void gatedActivation(Activation activation, float *gate, const float *up, std::size_t n)
+{
+    if (activation == Activation::GeluTanh) {
+        // PyTorch's gelu(approximate="tanh"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        const float beta = static_cast<float>(M_SQRT2 * M_2_SQRTPI * 0.5), kappa = 0.044715f;
+        for (std::size_t i = 0; i < n; ++i) {
+            const float g = gate[i];
+            const float inner = beta * (g + kappa * g * g * g);
+            gate[i] = 0.5f * g * (1.0f + std::tanh(inner)) * up[i];
+        }
+    } else {
+        for (std::size_t i = 0; i < n; ++i) {
+            const float g = gate[i];
+            gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+        }
+    }
+}
+
+} // namespace
+
+void Transformer::route(int layer, const float *xn, std::int64_t t, std::vector<int> &experts, std::vector<float> &weights) const
+{
+    const ModelConfig &c = m_model->config();
+    const int E = c.numExperts, K = c.expertsPerToken;
+    std::vector<float> logits(static_cast<std::size_t>(t * E));
+    m_blocks[static_cast<std::size_t>(layer)].router->forward(xn, t, logits.data());
+    experts.resize(static_cast<std::size_t>(t * K));
+    weights.resize(experts.size());
+    std::vector<float> p(static_cast<std::size_t>(E));
+    std::vector<int> order(static_cast<std::size_t>(E));
+    for (std::int64_t r = 0; r < t; ++r) {
+        // softmax over all experts (f32), then the top k; torch.topk keeps the lower index on ties
+        const float *z = logits.data() + r * E;
+        const float mx = *std::max_element(z, z + E);
+        float sum = 0;
+        for (int e = 0; e < E; ++e)
+            sum += p[static_cast<std::size_t>(e)] = std::exp(z[e] - mx);
+        for (float &v : p)
+            v /= sum;
+        for (int e = 0; e < E; ++e)
+            order[static_cast<std::size_t>(e)] = e;
+        std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int a, int b) {
+            return p[static_cast<std::size_t>(a)] > p[static_cast<std::size_t>(b)]
+                   || (p[static_cast<std::size_t>(a)] == p[static_cast<std::size_t>(b)] && a < b);
+        });
+        float top = 0;
+        for (int k = 0; k < K; ++k)
+            top += p[static_cast<std::size_t>(order[static_cast<std::size_t>(k)])];
+        for (int k = 0; k < K; ++k) {
+            const auto at = static_cast<std::size_t>(r * K + k);
+            experts[at] = order[static_cast<std::size_t>(k)];
+            weights[at] = p[static_cast<std::size_t>(experts[at])] / (c.normTopkProb ? top : 1.0f);
+        }
+    }
+}
+
+bool Transformer::runMoe(int layer, const float *xn, std::int64_t t, float *out, LinearInputHook *hook) const
+{
+    const ModelConfig &c = m_model->config();
+    const std::int64_t h = c.hiddenSize, mi = c.moeIntermediateSize;
+    const int E = c.numExperts, K = c.expertsPerToken;
+    const BlockKernels &k = m_blocks[static_cast<std::size_t>(layer)];
+    std::vector<int> chosen;
+    std::vector<float> weight;
+    route(layer, xn, t, chosen, weight);
+    std::fill(out, out + t * h, 0.0f);
+    // the tokens of each expert, in token order (as transformers' index_add_ gathers them)
+    std::vector<std::vector<std::pair<std::int64_t, float>>> routed(static_cast<std::size_t>(E));
+    for (std::int64_t r = 0; r < t; ++r)
+        for (int j = 0; j < K; ++j) {
+            const auto at = static_cast<std::size_t>(r * K + j);
+            routed[static_cast<std::size_t>(chosen[at])].emplace_back(r, weight[at]);
+        }
+    std::vector<float> in, gate, up, y;
+    for (int e = 0; e < E; ++e) {
+        const auto &tokens = routed[static_cast<std::size_t>(e)];
+        const bool all = hook && hook->wantsAllTokens(layer, e);
+        const auto n = all ? t : static_cast<std::int64_t>(tokens.size());
+        const float *src = xn;
+        if (!all) {
+            in.resize(static_cast<std::size_t>(n * h));
+            for (std::int64_t i = 0; i < n; ++i)
+                std::copy_n(xn + tokens[static_cast<std::size_t>(i)].first * h, h, in.data() + i * h);
+            src = in.data();
+        }
+        if (hook && !hook->onExpertInput(layer, e, WeightRole::LinearGate, src, n, h))
+            return false;
+        if (n == 0) {
+            if (hook && !hook->onExpertInput(layer, e, WeightRole::LinearDown, nullptr, 0, mi))
+                return false;
+            continue;
+        }
+        const ExpertKernels &ek = k.experts[static_cast<std::size_t>(e)];
+        gate.resize(static_cast<std::size_t>(n * mi));
+        up.resize(gate.size());
+        ek.gate->forward(src, n, gate.data());
+        ek.up->forward(src, n, up.data());
+        gatedActivation(c.activation, gate.data(), up.data(), gate.size());
+        if (hook && !hook->onExpertInput(layer, e, WeightRole::LinearDown, gate.data(), n, mi))
+            return false;
+        y.resize(static_cast<std::size_t>(n * h));
+        ek.down->forward(gate.data(), n, y.data());
+        for (std::size_t i = 0; i < tokens.size(); ++i) {
+            const auto [row, wgt] = tokens[i];
+            float *o = out + row * h;
+            const float *yr = y.data() + (all ? row : static_cast<std::int64_t>(i)) * h;
+            for (std::int64_t j = 0; j < h; ++j)
+                o[j] += yr[j] * wgt;
+        }
+    }
+    return true;
+}
+
 bool Transformer::runMlp(int layer, float *x, std::int64_t t, LinearInputHook *hook) const
 {
     const ModelConfig &c = m_model->config();
@@ -323,7 +454,6 @@ bool Transformer::runMlp(int layer, float *x, std::int64_t t, LinearInputHook *h
     const auto eps = static_cast<float>(c.rmsNormEps);
     const auto n = static_cast<std::size_t>(t * h);
     std::vector<float> xn(n), tmp(n);
-    std::vector<float> gate(static_cast<std::size_t>(t * inter)), up(gate.size());
     const auto l = static_cast<std::size_t>(layer);
     const BlockWeights &w = m_model->blocks()[l];
     const BlockKernels &k = m_blocks[l];
@@ -331,25 +461,18 @@ bool Transformer::runMlp(int layer, float *x, std::int64_t t, LinearInputHook *h
     rmsNorm(x, normWeight(w.mlpNorm, scratch), t, h, eps, xn.data());
     if (hook && !hook->onLinearInput(layer, WeightRole::LinearGate, xn.data(), t, h))
         return false;
-    k.gate->forward(xn.data(), t, gate.data());
-    k.up->forward(xn.data(), t, up.data());
-    if (c.activation == Activation::GeluTanh) {
-        // PyTorch's gelu(approximate="tanh"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-        const float beta = static_cast<float>(M_SQRT2 * M_2_SQRTPI * 0.5), kappa = 0.044715f;
-        for (std::size_t i = 0; i < gate.size(); ++i) {
-            const float g = gate[i];
-            const float inner = beta * (g + kappa * g * g * g);
-            gate[i] = 0.5f * g * (1.0f + std::tanh(inner)) * up[i];
-        }
+    if (!k.experts.empty()) {
+        if (!runMoe(layer, xn.data(), t, tmp.data(), hook))
+            return false;
     } else {
-        for (std::size_t i = 0; i < gate.size(); ++i) {
-            const float g = gate[i];
-            gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-        }
+        std::vector<float> gate(static_cast<std::size_t>(t * inter)), up(gate.size());
+        k.gate->forward(xn.data(), t, gate.data());
+        k.up->forward(xn.data(), t, up.data());
+        gatedActivation(c.activation, gate.data(), up.data(), gate.size());
+        if (hook && !hook->onLinearInput(layer, WeightRole::LinearDown, gate.data(), t, inter))
+            return false;
+        k.down->forward(gate.data(), t, tmp.data());
     }
-    if (hook && !hook->onLinearInput(layer, WeightRole::LinearDown, gate.data(), t, inter))
-        return false;
-    k.down->forward(gate.data(), t, tmp.data());
     if (c.sandwichNorms) // Gemma: post_feedforward_layernorm
         rmsNorm(tmp.data(), normWeight(w.postMlpNorm, scratch), t, h, eps, tmp.data());
     for (std::size_t i = 0; i < n; ++i)

@@ -1,4 +1,6 @@
-// transformer.h: the CPU forward pass of Llama-family decoders (Llama, Mistral, Qwen2, Qwen3):
+// transformer.h: the CPU forward pass of Llama-family decoders (Llama, Mistral, Qwen2, Qwen3, Gemma,
+// Phi-3, and the mixture-of-experts Mixtral and Qwen3-MoE: router softmax, top-k, renormalized
+// as each defines, the routed tokens of each expert gathered and run as one batch):
 // RMSNorm, rotary embeddings (every rope type of rope.h), grouped-query causal attention
 // (optional sliding window, per layer), q/k RMSNorm per head (Qwen3), SwiGLU MLP, q/k/v biases,
 // tied or untied head. Matches PyTorch `transformers` in f32.
@@ -25,9 +27,16 @@ struct KVCache
 };
 
 // The linear kernels of one block; the runtime only sees LinearKernel.
+struct ExpertKernels
+{
+    std::unique_ptr<LinearKernel> gate, up, down;
+};
+
 struct BlockKernels
 {
-    std::unique_ptr<LinearKernel> q, k, v, o, gate, up, down;
+    std::unique_ptr<LinearKernel> q, k, v, o, gate, up, down; // gate/up/down null on MoE layers
+    std::unique_ptr<LinearKernel> router;                      // MoE layers
+    std::vector<ExpertKernels> experts;                        // MoE layers
 };
 
 // Sees the input of each distinct linear during a forward pass (calibration statistics, GPTQ
@@ -40,6 +49,17 @@ class LinearInputHook
 public:
     virtual ~LinearInputHook() = default;
     virtual bool onLinearInput(int block, WeightRole role, const float *x, std::int64_t rows, std::int64_t cols) = 0;
+    // MoE layers: the input of expert `expert`'s gate/up (role LinearGate) or down (LinearDown),
+    // the rows of the tokens routed to it (rows may be 0). On MoE layers onLinearInput() sees
+    // LinearGate once, for the normalized input the router reads.
+    virtual bool onExpertInput(int /*block*/, int /*expert*/, WeightRole /*role*/, const float * /*x*/, std::int64_t /*rows*/,
+                               std::int64_t /*cols*/)
+    {
+        return true;
+    }
+    // Whether onExpertInput() should see every token for this expert (as if all were routed to
+    // it: calibration of experts the router starves); the output still uses the routed ones.
+    virtual bool wantsAllTokens(int /*block*/, int /*expert*/) const { return false; }
 };
 
 class Transformer
@@ -79,6 +99,9 @@ public:
     // They return false when the hook stopped early. The sensitivity sweep restarts mid-block.
     bool runAttention(int layer, float *x, std::int64_t t, KVCache &cache, LinearInputHook *hook = nullptr) const;
     bool runMlp(int layer, float *x, std::int64_t t, LinearInputHook *hook = nullptr) const;
+    // MoE layers: for each of the t rows of normalized input xn, the experts it is routed to and
+    // their weights ([t, expertsPerToken] each), as transformers' router computes them.
+    void route(int layer, const float *xn, std::int64_t t, std::vector<int> &experts, std::vector<float> &weights) const;
     // Final norm and head for `rows` rows of x: logits [rows, vocab].
     void head(const float *x, std::int64_t rows, std::vector<float> &logits) const;
 
@@ -86,6 +109,7 @@ private:
     void initRope();
     void attention(int layer, const float *q, std::int64_t t, KVCache &cache, float *out) const;
     void rope(float *x, std::int64_t t, int heads, int startPos, int layer) const;
+    bool runMoe(int layer, const float *xn, std::int64_t t, float *out, LinearInputHook *hook) const;
     // A norm's weight as applied: the weight itself, or (1 + w) for Gemma (into scratch).
     const float *normWeight(const MatrixView &w, std::vector<float> &scratch) const;
 

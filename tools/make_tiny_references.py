@@ -33,6 +33,11 @@ Cases:
                       window 16 on every layer
   gemma3              Gemma3ForCausalLM (text): q/k norms, sliding layers with their own rope
                       (theta 10000) and full ones with linear scaling (theta 1e6, factor 2)
+  mixtral             MixtralForCausalLM: 4 experts, top 2 (softmax, renormalized), bfloat16
+  qwen3-moe           Qwen3MoeForCausalLM: 4 experts of width 48, top 2, norm_topk_prob true,
+                      layer 1 dense (mlp_only_layers), q/k norms
+  qwen3-moe-nonorm    Qwen3MoeForCausalLM with norm_topk_prob false (the top-k softmax weights
+                      are used as they are), 3 of 6 experts per token
 
 Every case also stores window_logits.npy: the logits of a 200-token window (window_ids in
 ref.json), where rope scaling and sliding windows change the result.
@@ -50,7 +55,8 @@ import transformers
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
                           Gemma2Config, Gemma2ForCausalLM, Gemma3TextConfig, Gemma3ForCausalLM,
-                          Phi3Config, Phi3ForCausalLM)
+                          Phi3Config, Phi3ForCausalLM, MixtralConfig, MixtralForCausalLM,
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 OUT = os.environ.get("BITSMITH_TINY_OUT", "tests/data/tiny")
 INPUT_IDS = [1, 17, 42, 299, 0, 123, 7, 256, 88, 150, 3, 211]
@@ -109,6 +115,17 @@ CASES = [
                    num_hidden_layers=3, **LONG), "shard": None},
     {"name": "mistral-sliding", "cls": MistralForCausalLM, "cfg": MistralConfig, "dtype": torch.float32,
      "theta": 10000.0, "extra": dict(tie_word_embeddings=False, sliding_window=16, **LONG), "shard": None},
+    {"name": "mixtral", "cls": MixtralForCausalLM, "cfg": MixtralConfig, "dtype": torch.bfloat16,
+     "theta": 1000000.0, "extra": dict(tie_word_embeddings=False, sliding_window=None, num_local_experts=4,
+                                       num_experts_per_tok=2, **LONG), "shard": None},
+    {"name": "qwen3-moe", "cls": Qwen3MoeForCausalLM, "cfg": Qwen3MoeConfig, "dtype": torch.float32,
+     "theta": 1000000.0, "extra": dict(tie_word_embeddings=False, head_dim=32, num_experts=4, num_experts_per_tok=2,
+                                       moe_intermediate_size=48, norm_topk_prob=True, decoder_sparse_step=1,
+                                       mlp_only_layers=[1], **LONG), "shard": None},
+    {"name": "qwen3-moe-nonorm", "cls": Qwen3MoeForCausalLM, "cfg": Qwen3MoeConfig, "dtype": torch.float32,
+     "theta": 10000.0, "extra": dict(tie_word_embeddings=True, num_experts=6, num_experts_per_tok=3,
+                                     moe_intermediate_size=32, norm_topk_prob=False, decoder_sparse_step=1,
+                                     mlp_only_layers=[], **LONG), "shard": None},
 ]
 
 DTYPE_NAME = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}

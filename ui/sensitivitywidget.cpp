@@ -28,6 +28,7 @@ QString shortLayerName(const QString &name)
     s.remove(QStringLiteral("model.layers."));
     s.replace(QStringLiteral(".self_attn."), QStringLiteral(" attn."));
     s.replace(QStringLiteral(".mlp."), QStringLiteral(" mlp."));
+    s.replace(QStringLiteral(".block_sparse_moe."), QStringLiteral(" moe."));
     s.remove(QStringLiteral("_proj"));
     return s;
 }

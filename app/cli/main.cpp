@@ -76,6 +76,13 @@ int cmdInfo(const QStringList &args)
         o[QStringLiteral("num_attention_heads")] = cfg.numHeads;
         o[QStringLiteral("num_key_value_heads")] = cfg.numKvHeads;
         o[QStringLiteral("head_dim")] = cfg.headDim;
+        if (cfg.isMoe()) {
+            o[QStringLiteral("num_experts")] = cfg.numExperts;
+            o[QStringLiteral("num_experts_per_tok")] = cfg.expertsPerToken;
+            o[QStringLiteral("moe_intermediate_size")] = cfg.moeIntermediateSize;
+            o[QStringLiteral("norm_topk_prob")] = cfg.normTopkProb;
+            o[QStringLiteral("moe_layers")] = int(std::count(cfg.moeLayers.begin(), cfg.moeLayers.end(), true));
+        }
         o[QStringLiteral("vocab_size")] = cfg.vocabSize;
         o[QStringLiteral("max_position_embeddings")] = cfg.maxPositions;
         o[QStringLiteral("rope_theta")] = cfg.ropeTheta;
@@ -120,6 +127,10 @@ int cmdInfo(const QStringList &args)
                 cfg.maxPositions, cfg.ropeTheta, ropeTypeName(cfg.ropeScaling.type),
                 cfg.ropeScaling.type == RopeType::Default || cfg.ropeScaling.factor <= 0 ? "" : qPrintable(QStringLiteral(", factor %1").arg(cfg.ropeScaling.factor)),
                 cfg.tieWordEmbeddings ? "yes" : "no");
+    if (cfg.isMoe())
+        std::printf("experts       %d per MoE layer (width %d), top %d per token%s, on %d of %d layers\n", cfg.numExperts,
+                    cfg.moeIntermediateSize, cfg.expertsPerToken, cfg.normTopkProb ? " (weights renormalized)" : "",
+                    int(std::count(cfg.moeLayers.begin(), cfg.moeLayers.end(), true)), cfg.numLayers);
     if (cfg.slidingWindow > 0)
         std::printf("attention     sliding window of %d tokens on %s\n", cfg.slidingWindow,
                     cfg.slidingLayers.empty() ? "every layer" : qPrintable(QStringLiteral("%1 of %2 layers").arg(std::count(cfg.slidingLayers.begin(), cfg.slidingLayers.end(), true)).arg(cfg.numLayers)));

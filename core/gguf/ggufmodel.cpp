@@ -257,7 +257,7 @@ Expected<GgufExportReport> exportGguf(const Model &model, const QString &path, c
     const QString arch = c.architecture == Architecture::Qwen3 ? QStringLiteral("qwen3")
                        : qwen                                  ? QStringLiteral("qwen2")
                                                                : QStringLiteral("llama");
-    if (c.architecture == Architecture::Gemma2 || c.architecture == Architecture::Gemma3 || c.architecture == Architecture::Phi3)
+    if (c.architecture == Architecture::Gemma2 || c.architecture == Architecture::Gemma3 || c.architecture == Architecture::Phi3 || c.isMoe())
         return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("GGUF export of %1 is not supported yet").arg(c.architectureName))
                               .inFile(model.folder())
                               .withHint(QStringLiteral("export a Hugging Face folder (--format hf) and convert it with llama.cpp's convert_hf_to_gguf.py")));

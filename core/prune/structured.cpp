@@ -93,6 +93,10 @@ Expected<StructuredImportance> structuredImportance(std::shared_ptr<const Model>
         return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("structured pruning needs a dense model"))
                               .inFile(model->folder())
                               .withHint(QStringLiteral("prune the original model, then compress the result")));
+    if (c.isMoe())
+        return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("structured pruning of mixture-of-experts models (%1) is not supported yet").arg(c.architectureName))
+                              .inFile(model->folder())
+                              .withHint(QStringLiteral("prune the experts unstructured (magnitude, wanda, sparsegpt) through a recipe")));
     Transformer tf(model);
     ImportanceHook hook(c);
     StructuredImportance imp;
@@ -195,6 +199,8 @@ Expected<QJsonObject> writeStructuredModel(const Model &model, const StructuredP
     const ModelConfig &c = model.config();
     if (!model.quantizedLayers().empty())
         return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("structured pruning needs a dense model")).inFile(model.folder()));
+    if (c.isMoe())
+        return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("structured pruning of mixture-of-experts models is not supported yet")).inFile(model.folder()));
     if (static_cast<int>(plan.keptHeads.size()) != c.numLayers)
         return unexpected(fail(ErrorCode::Mismatch, QStringLiteral("the pruning plan does not match the model")));
     const QDir srcDir(model.folder());

@@ -72,7 +72,7 @@ Expected<TrainModel> TrainModel::fromModel(const Model &model, bool freezeZeros)
     if (m.m_config.slidingWindow > 0)
         return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("training does not support sliding-window attention"))
                               .inFile(model.folder()));
-    if (m.m_config.sandwichNorms || m.m_config.architecture == Architecture::Phi3)
+    if (m.m_config.sandwichNorms || m.m_config.architecture == Architecture::Phi3 || m.m_config.isMoe())
         return unexpected(fail(ErrorCode::Unsupported, QStringLiteral("distillation does not support %1 yet").arg(m.m_config.architectureName))
                               .inFile(model.folder())
                               .withHint(QStringLiteral("evaluation, compression and export support this model; distill a Llama/Mistral/Qwen2 model with default rope")));

@@ -235,7 +235,7 @@ private slots:
         QTest::addColumn<QString>("model");
         QTest::addColumn<QString>("technique");
         for (const char *m : {"qwen3", "qwen3-sliding", "rope-llama3", "rope-yarn", "rope-longrope", "mistral-sliding", "gemma2", "gemma3",
-                              "phi3", "phi3-partial"})
+                              "phi3", "phi3-partial", "mixtral", "qwen3-moe"})
             for (const QString &t : m_registry->ids())
                 QTest::newRow(qPrintable(QStringLiteral("%1 %2").arg(QLatin1String(m), t))) << QString::fromLatin1(m) << t;
     }
@@ -360,6 +360,72 @@ private slots:
         QCOMPARE(maxAbsDiff(base, logitsOf(Transformer(*reloaded), ids)), 0.0f);
         // GGUF is refused with a hint rather than written wrong
         auto gguf = gguf::exportGguf(**m, dir.filePath(QStringLiteral("p.gguf")));
+        QVERIFY(!gguf);
+        QCOMPARE(gguf.error().code, ErrorCode::Unsupported);
+    }
+
+    // Mixture-of-experts: every expert's gate/up/down is a layer of its own (named as the
+    // checkpoint names it), a glob addresses all experts, the router stays dense, and an expert
+    // that the router starved of calibration tokens gets a warning naming it.
+    void moeExpertsAreLayers()
+    {
+        auto m = Model::load(testDataDir() + QStringLiteral("/tiny/mixtral"));
+        QVERIFY2(m, m ? "" : qPrintable(m.error().toString()));
+        const auto layers = linearLayers(**m);
+        int experts = 0;
+        bool router = false;
+        for (const ResolvedLayer &l : layers) {
+            if (l.expert >= 0) {
+                ++experts;
+                QVERIFY(l.name.contains(QStringLiteral(".block_sparse_moe.experts.%1.").arg(l.expert)));
+            }
+            router = router || l.name.endsWith(QStringLiteral("block_sparse_moe.gate"));
+        }
+        QCOMPARE(experts, 2 * 4 * 3); // 2 blocks x 4 experts x (w1, w3, w2)
+        QVERIFY(!router);              // the router is not a compressible layer
+        Recipe r = rtnRecipe(4, 32);
+        RecipeEntry e;
+        e.match = QStringLiteral("model.layers.*.block_sparse_moe.experts.*.w2");
+        e.bits = 8;
+        r.layers.push_back(e);
+        auto result = compressModel(**m, r, *m_registry, {});
+        QVERIFY2(result, result ? "" : qPrintable(result.error().toString()));
+        for (int b = 0; b < 2; ++b)
+            for (int x = 0; x < 4; ++x) {
+                const QString base = QStringLiteral("model.layers.%1.block_sparse_moe.experts.%2.").arg(b).arg(x);
+                const QuantizedLayer *w1 = result->model->quantizedLayer(base + QStringLiteral("w1.weight"));
+                const QuantizedLayer *w2 = result->model->quantizedLayer(base + QStringLiteral("w2.weight"));
+                QVERIFY(w1 && w2);
+                QCOMPARE(w1->format().bits, 4);
+                QCOMPARE(w2->format().bits, 8);
+            }
+
+        // Qwen3-MoE with 6 calibration tokens: every expert of a MoE block gets fewer than 32
+        auto q = Model::load(testDataDir() + QStringLiteral("/tiny/qwen3-moe"));
+        QVERIFY2(q, q ? "" : qPrintable(q.error().toString()));
+        Recipe g;
+        g.defaultTechnique = QStringLiteral("gptq");
+        g.defaultFormat = QuantFormat{4, 16, false};
+        auto gq = compressModel(**q, g, *m_registry, {{5, 9, 200, 13, 77, 150}});
+        QVERIFY2(gq, gq ? "" : qPrintable(gq.error().toString()));
+        QVERIFY(!gq->warnings.empty());
+        QVERIFY(gq->warnings.front().contains(QStringLiteral("expert")));
+        QVERIFY(gq->model->quantizedLayer(QStringLiteral("model.layers.0.mlp.experts.3.down_proj.weight")));
+        QVERIFY(gq->model->quantizedLayer(QStringLiteral("model.layers.1.mlp.down_proj.weight"))); // the dense layer (mlp_only_layers)
+        const std::vector<std::int32_t> ids = {1, 17, 42, 299, 0, 123, 7, 256};
+        for (float v : logitsOf(Transformer(gq->model), ids))
+            QVERIFY(std::isfinite(v));
+        // with enough varied tokens no expert is starved
+        std::vector<std::vector<std::int32_t>> calib(4);
+        for (std::size_t s = 0; s < calib.size(); ++s)
+            for (int i = 0; i < 96; ++i)
+                calib[s].push_back(std::int32_t((i * 31 + int(s) * 7 + 3) % 300));
+        auto ok = compressModel(**q, g, *m_registry, calib);
+        QVERIFY2(ok, ok ? "" : qPrintable(ok.error().toString()));
+        QVERIFY2(ok->warnings.empty(), ok->warnings.empty() ? "" : qPrintable(ok->warnings.front()));
+        // GGUF export of MoE is refused with a hint rather than written without experts
+        QTemporaryDir dir;
+        auto gguf = gguf::exportGguf(**q, dir.filePath(QStringLiteral("m.gguf")));
         QVERIFY(!gguf);
         QCOMPARE(gguf.error().code, ErrorCode::Unsupported);
     }

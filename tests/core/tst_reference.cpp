@@ -64,7 +64,7 @@ private slots:
         QTest::addColumn<QString>("name");
         QTest::addColumn<int>("backend");
         for (const char *n : {"qwen2-tied-bias", "mistral-f16", "llama-sharded-bf16", "rope-llama3", "rope-linear",
-                              "rope-dynamic", "rope-yarn", "rope-longrope", "qwen3", "qwen3-sliding", "mistral-sliding", "gemma2", "gemma3", "phi3", "phi3-partial"}) {
+                              "rope-dynamic", "rope-yarn", "rope-longrope", "qwen3", "qwen3-sliding", "mistral-sliding", "gemma2", "gemma3", "phi3", "phi3-partial", "mixtral", "qwen3-moe", "qwen3-moe-nonorm"}) {
             QTest::newRow(qPrintable(QStringLiteral("%1 onednn").arg(QLatin1String(n))))
                 << QString::fromLatin1(n) << int(LinearBackend::OneDnn);
             QTest::newRow(qPrintable(QStringLiteral("%1 eigen").arg(QLatin1String(n))))

@@ -160,7 +160,7 @@ private slots:
     void cachedEqualsNaiveOnEveryArchitecture_data()
     {
         QTest::addColumn<QString>("name");
-        for (const char *n : {"qwen3", "qwen3-sliding", "rope-llama3", "rope-yarn", "mistral-sliding", "gemma2", "gemma3"})
+        for (const char *n : {"qwen3", "qwen3-sliding", "rope-llama3", "rope-yarn", "mistral-sliding", "gemma2", "gemma3", "mixtral", "qwen3-moe"})
             QTest::newRow(n) << QString::fromLatin1(n);
     }
     void cachedEqualsNaiveOnEveryArchitecture()
