@@ -400,6 +400,23 @@ private slots:
                 QCOMPARE(w2->format().bits, 8);
             }
 
+        // the compressed folder reloads with the same logits; a Hugging Face export reloads too
+        QTemporaryDir out;
+        const std::vector<std::int32_t> prompt = {1, 17, 42, 299, 0, 123, 7, 256, 88, 150};
+        const QString folder = out.filePath(QStringLiteral("mixtral-rtn"));
+        auto written = writeCompressedModel(*result, **m, folder);
+        QVERIFY2(written, written ? "" : qPrintable(written.error().toString()));
+        auto back = Model::load(folder);
+        QVERIFY2(back, back ? "" : qPrintable(back.error().toString()));
+        QVERIFY((*back)->quantizedLayer(QStringLiteral("model.layers.1.block_sparse_moe.experts.2.w3.weight")));
+        QCOMPARE(maxAbsDiff(logitsOf(Transformer(result->model), prompt), logitsOf(Transformer(*back), prompt)), 0.0f);
+        const QString hf = out.filePath(QStringLiteral("mixtral-hf"));
+        auto exported = exportHfDense(**m, hf);
+        QVERIFY2(exported, exported ? "" : qPrintable(exported.error().toString()));
+        auto reloaded = Model::load(hf);
+        QVERIFY2(reloaded, reloaded ? "" : qPrintable(reloaded.error().toString()));
+        QCOMPARE(maxAbsDiff(logitsOf(Transformer(*m), prompt), logitsOf(Transformer(*reloaded), prompt)), 0.0f);
+
         // Qwen3-MoE with 6 calibration tokens: every expert of a MoE block gets fewer than 32
         auto q = Model::load(testDataDir() + QStringLiteral("/tiny/qwen3-moe"));
         QVERIFY2(q, q ? "" : qPrintable(q.error().toString()));
