@@ -22,6 +22,7 @@
 #include "ui/sweepdialog.h"
 #include "ui/tryitwidget.h"
 #include "ui/workbenchtasks.h"
+#include "tests/testutil.h"
 
 #include <QApplication>
 #include <QFile>
@@ -104,6 +105,7 @@ private slots:
     void autosaveAndRecovery();
     void openExperimentFile();
     void sweepDialog();
+    void mixtureOfExperts();
 
 private:
     bool openDefault(ui::MainWindow &w);
@@ -525,6 +527,22 @@ void TestWorkbench::sweepDialog()
     QCOMPARE(spec.candidates, QStringLiteral("gptq:w3g64, rtn:w8"));
     QCOMPARE(spec.options.windows, ui::SweepSpec::quick().options.windows);
     QCOMPARE(core::parseSensitivitySettings(spec.candidates)->size(), std::size_t(2));
+}
+
+// A Mixtral checkpoint opens in the workbench with every expert's projections as rows of their own.
+void TestWorkbench::mixtureOfExperts()
+{
+    ui::MainWindow w;
+    w.setErrorDialogsEnabled(false);
+    QSignalSpy spy(&w, &ui::MainWindow::loadFinished);
+    w.openModel(test::testDataDir() + QStringLiteral("/tiny/mixtral"));
+    QVERIFY(spy.wait(30000) && spy.first().first().toBool());
+    const ui::ProjectDocument *doc = w.document();
+    QCOMPARE(doc->layerCount(), 2 * (4 + 4 * 3)); // q/k/v/o and 4 experts x (w1, w3, w2) per block
+    int experts = 0;
+    for (const core::AssignableLayer &l : doc->layers())
+        experts += l.name.contains(QStringLiteral(".block_sparse_moe.experts.")) ? 1 : 0;
+    QCOMPARE(experts, 2 * 4 * 3);
 }
 
 QTEST_MAIN(TestWorkbench)
