@@ -10,6 +10,7 @@
 #include <QDir>
 #include <QElapsedTimer>
 #include <QFileInfo>
+#include <QHash>
 #include <QTemporaryFile>
 
 #include <map>
@@ -146,12 +147,11 @@ public:
             m_error = ok.error();
             return;
         }
-        for (const WeightInfo &w : m_model.weights())
-            if (w.name == tensor) {
-                report.bytes = w.storedBytes;
-                report.bitsPerWeight = w.bitsPerWeight;
-                report.format = w.format + QStringLiteral(" ") + report.pattern;
-            }
+        if (const WeightInfo *w = info(tensor)) {
+            report.bytes = w->storedBytes;
+            report.bitsPerWeight = w->bitsPerWeight;
+            report.format = w->format + QStringLiteral(" ") + report.pattern;
+        }
         report.sparsity = sparsityOf(tensor);
         m_result.layers.push_back(report);
     }
@@ -159,13 +159,31 @@ public:
     std::optional<Error> m_error;
 
 private:
+    // The weight's entry by name, through an index built once (MoE models have thousands of
+    // layers; a scan per layer would be quadratic). The index is checked on use and rebuilt if
+    // the model's weight list changed.
+    const WeightInfo *info(const QString &tensor) const
+    {
+        const std::vector<WeightInfo> &ws = m_model.weights();
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            if (m_index.isEmpty() || attempt == 1) {
+                m_index.clear();
+                for (std::size_t i = 0; i < ws.size(); ++i)
+                    m_index.insert(ws[i].name, i);
+            }
+            const auto it = m_index.constFind(tensor);
+            if (it != m_index.cend() && *it < ws.size() && ws[*it].name == tensor)
+                return &ws[*it];
+        }
+        return nullptr;
+    }
     double sparsityOf(const QString &tensor) const
     {
-        for (const WeightInfo &w : m_model.weights())
-            if (w.name == tensor)
-                return w.sparsity;
-        return 0.0;
+        const WeightInfo *w = info(tensor);
+        return w ? w->sparsity : 0.0;
     }
+
+    mutable QHash<QString, std::size_t> m_index;
 
     Model &m_model;
     CompressionResult &m_result;
