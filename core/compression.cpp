@@ -466,12 +466,15 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
             }
 
             std::map<int, std::unique_ptr<InputStatistics>> stats;
+            auto newStats = [&](int expert) {
+                return std::make_unique<InputStatistics>(groups.at(expert).layers.front().cols, true, 4096, recipe.calibration.seed);
+            };
             for (auto &[expert, group] : groups) {
                 bool needs = false;
                 for (const LayerTarget &t : group.layers)
                     needs = needs || plan->techniques.at(t.settings.technique)->needsCalibration();
                 if (needs)
-                    stats[expert] = std::make_unique<InputStatistics>(group.layers.front().cols, true, 4096, recipe.calibration.seed);
+                    stats[expert] = newStats(expert);
             }
             if (!stats.empty()) {
                 fb.setStatus(QStringLiteral("block %1: calibrating %2").arg(block).arg(QLatin1String(weightRoleName(input))));
@@ -511,7 +514,7 @@ Expected<CompressionResult> compressModel(const Model &source, const Recipe &rec
                                                   .arg(mean, 0, 'f', 0);
                             result.warnings.push_back(w);
                             fb.log(QStringLiteral("warning: ") + w);
-                            st = std::make_unique<InputStatistics>(groups.at(expert).layers.front().cols, true, 4096, recipe.calibration.seed);
+                            st = newStats(expert);
                             starved[expert] = st.get();
                         }
                     if (!starved.empty()) {
